@@ -1,0 +1,147 @@
+"""Exact population quantities for Gaussian input (one configuration).
+
+Model: ``y = v^T step(Z w)``, teacher ``y* = v*^T f(Z w*)``, rows ``z_i`` of
+``Z`` i.i.d. with entries ``N(0, sigma^2)``, loss ``(y - y*)^2 / 2``.
+
+Derivation (generalizes Yin et al. Lemmas 1, 2, 4, 7 and the Proper-STE
+eq. 20, 25-27, 44-45 to any teacher activation, any piecewise-constant STE and
+any sigma). Rows are independent, so every expectation splits into a diagonal
+part (one row) and products of single-row means. With the standardized
+coordinates of :mod:`stedyn._activations` (``s1``, ``t``, ``a = sigma |w*|``,
+``b = sigma |w|``, ``c = cos phi``), ``E[step] = E[step^2] = 1/2`` and
+
+* loss::
+
+      L = 1/8 (|v|^2 + (1^T v)^2) - (v.v*) P - 1/2 ((1^T v)(1^T v*) - v.v*) m1
+          + 1/2 (|v*|^2 m2 + ((1^T v*)^2 - |v*|^2) m1^2)
+
+  with ``m1 = E f(a t)``, ``m2 = E f(a t)^2``, ``P = E[1{s1 > 0} f(a t)]``;
+
+* ``E[dl/dv] = dL/dv`` (Yin Lemma 4, eq. 10)::
+
+      1/4 (v + (1^T v) 1) - (P - m1/2) v* - m1/2 (1^T v*) 1
+
+* expected coarse gradient for ``mu'(x) = sum_k c_k 1{lo_k < x < hi_k}``::
+
+      E[g] = sigma [ |v|^2 beta w^ + 1/2 ((1^T v)^2 - |v|^2) alpha w^
+                     - (v.v*) (Gamma w^ + a D w*^)
+                     - ((1^T v)(1^T v*) - v.v*) m1 alpha w^ ]
+
+  where, with windows ``(l_k, h_k) = (lo_k, hi_k) / b`` in ``s1`` units,
+  ``alpha = E[mu' s1] = sum c_k (phi(l_k) - phi(h_k))``, ``beta`` the same over
+  the windows cut to ``s1 > 0``, ``D = E[mu' f'(a t)]`` and
+  ``Gamma = sum c_k (phi(l_k) F(l_k) - phi(h_k) F(h_k))`` with
+  ``F(e) = E[f(a t) | s1 = e]``. The last two come from Stein's lemma,
+  ``E[mu'(x) f(x*) z] = sigma (Gamma w^ + a D w*^)``, which has no
+  ``1/sin(phi)`` anywhere, so it is exact and smooth at angle 0 and pi;
+
+* true gradient (the proxy ``mu' = delta``)::
+
+      dL/dw = -(v.v*) a phi(0) / |w| * s E[f'(a s eps)] * unit(w*^ - c w^)
+
+  (Yin eq. 7 for the binary teacher; Proper-STE eq. 44-45 for ReLU). At
+  angle 0 and pi the unit vector is taken as 0: there ``dL/dw`` is 0 (smooth
+  teachers) or the loss has a kink and 0 is a subgradient (binary teacher).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from . import _numerics as nm
+
+
+def _geometry(w, teacher, sigma):
+    phi, c, s, wh, wsh = nm.angle_cos_sin(w, teacher.w)
+    nw = nm.safe_norm(w)
+    a = sigma * nm.safe_norm(teacher.w)
+    b = sigma * nw
+    return dict(phi=phi, c=c, s=s, wh=wh, wsh=wsh, a=a, b=b, nw=nw)
+
+
+def _v_sums(v, vs):
+    return dict(vv=jnp.dot(v, v), sv=jnp.sum(v), svs=jnp.sum(vs), vvs=jnp.dot(v, vs), vsvs=jnp.dot(vs, vs))
+
+
+def _moments(act, g):
+    m1 = act.mean(g["a"])
+    m2 = act.second_moment(g["a"])
+    P = act.half_mean(g["a"], g["phi"], g["c"], g["s"])
+    return m1, m2, P
+
+
+def loss(v, w, teacher, sigma):
+    """Population loss for Gaussian input (Yin Lemma 1; Proper-STE eq. 20)."""
+    act = teacher.act
+    g = _geometry(w, teacher, sigma)
+    q = _v_sums(v, teacher.v)
+    m1, m2, P = _moments(act, g)
+    return (
+        0.125 * (q["vv"] + q["sv"] ** 2)
+        - q["vvs"] * P
+        - 0.5 * (q["sv"] * q["svs"] - q["vvs"]) * m1
+        + 0.5 * (q["vsvs"] * m2 + (q["svs"] ** 2 - q["vsvs"]) * m1 * m1)
+    )
+
+
+def _grad_v(v, vs, m1, P, q):
+    return 0.25 * (v + q["sv"]) - (P - 0.5 * m1) * vs - 0.5 * m1 * q["svs"]
+
+
+def true_grad(v, w, teacher, sigma):
+    """Gradient of the population loss (Yin Lemma 2; Proper-STE eq. 44-45)."""
+    act = teacher.act
+    g = _geometry(w, teacher, sigma)
+    q = _v_sums(v, teacher.v)
+    m1, _, P = _moments(act, g)
+    dv = _grad_v(v, teacher.v, m1, P, q)
+    direction = nm.safe_normalize(g["wsh"] - jnp.dot(g["wh"], g["wsh"]) * g["wh"])
+    K = act.deriv_scaled(g["a"], g["s"])
+    dw = -(q["vvs"] * g["a"] * nm.INV_SQRT_2PI * K / g["nw"]) * direction
+    return dv, dw
+
+
+def _scaled_windows(ste, r, b):
+    """The STE's windows in ``s1`` units: ``((l, h, weight), ...)``, None = infinite."""
+    out = []
+    for lo, hi, wt in ste.windows(r):
+        out.append((None if lo is None else lo / b, None if hi is None else hi / b, wt))
+    return out
+
+
+def coarse_grad(v, w, teacher, sigma, ste, r):
+    """Expected coarse gradient (Yin Alg. 1 directions) for a windowed STE."""
+    act = teacher.act
+    g = _geometry(w, teacher, sigma)
+    q = _v_sums(v, teacher.v)
+    m1, _, P = _moments(act, g)
+    dv = _grad_v(v, teacher.v, m1, P, q)
+
+    a, c, s, phi = g["a"], g["c"], g["s"], g["phi"]
+    zero = jnp.zeros_like(a)
+
+    def pdf(e):
+        return zero if e is None else nm.norm_pdf(e)
+
+    def pdf_f(e):
+        # phi(e) F(e); both vanish at infinite ends.
+        return zero if e is None else nm.norm_pdf(e) * act.smoothed(a * c * e, a * s)
+
+    alpha = beta = gamma = D = zero
+    for l, h, wt in _scaled_windows(ste, r, g["b"]):
+        alpha = alpha + wt * (pdf(l) - pdf(h))
+        lp = 0.0 if l is None else jnp.maximum(l, 0.0)
+        hp = None if h is None else jnp.maximum(h, 0.0)
+        beta = beta + wt * (pdf(lp) - pdf(hp))
+        gamma = gamma + wt * (pdf_f(l) - pdf_f(h))
+        D = D + wt * act.window_deriv(l, h, a, phi, c, s)
+
+    wh, wsh = g["wh"], g["wsh"]
+    coef_wh = (
+        q["vv"] * beta
+        + 0.5 * (q["sv"] ** 2 - q["vv"]) * alpha
+        - q["vvs"] * gamma
+        - (q["sv"] * q["svs"] - q["vvs"]) * m1 * alpha
+    )
+    dw = sigma * (coef_wh * wh - q["vvs"] * a * D * wsh)
+    return dv, dw

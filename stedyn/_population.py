@@ -1,0 +1,91 @@
+"""Public entry points: population loss, true gradient and coarse gradient.
+
+Each acts on one configuration and dispatches on the data distribution. They
+are pure and compose with ``jax.jit``, ``jax.vmap`` and ``jax.grad``.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from . import _empirical, _gaussian
+from ._model import Empirical, Gaussian, check_problem, check_r
+from ._ste import resolve_ste
+
+
+def _sigma(data, v):
+    return jnp.asarray(data.sigma, dtype=jnp.result_type(v, data.sigma))
+
+
+def population_loss(v, w, teacher, data):
+    """Population loss ``E_Z[(v^T step(Z w) - y*(Z))^2 / 2]``.
+
+    Args:
+      v: second-layer weights, shape (m,).
+      w: first-layer filter, shape (n,), nonzero.
+      teacher: :class:`stedyn.Teacher` with ``v*`` of shape (m,), ``w*`` (n,).
+      data: :class:`stedyn.Gaussian` (exact: Yin et al. Lemma 1 for the binary
+        teacher, Proper-STE eq. 20 for ReLU, quadrature-exact otherwise) or
+        :class:`stedyn.Empirical` (sample mean).
+
+    Returns:
+      Scalar of the floating dtype of the inputs.
+
+    Raises:
+      ValueError: bad shapes, names or (for concrete inputs) values.
+    """
+    v, w = check_problem(v, w, teacher, data)
+    if isinstance(data, Gaussian):
+        return _gaussian.loss(v, w, teacher, _sigma(data, v))
+    return _empirical.loss(v, w, teacher, data.Z)
+
+
+def population_grad(v, w, teacher, data):
+    """True gradient ``(dL/dv, dL/dw)`` of the population loss.
+
+    For :class:`stedyn.Gaussian` this is exact (Yin et al. Lemma 2, Proper-STE
+    eq. 44-45, and their generalization in :mod:`stedyn._gaussian`); at angle 0
+    or pi, where the binary-teacher loss has a kink, ``dL/dw`` is 0 (a
+    subgradient). For :class:`stedyn.Empirical` it is the gradient of the sample
+    loss, whose ``w`` part is 0 almost everywhere: the reason STEs exist.
+
+    Returns:
+      ``(dv, dw)`` of shapes (m,) and (n,).
+    """
+    v, w = check_problem(v, w, teacher, data)
+    if isinstance(data, Gaussian):
+        return _gaussian.true_grad(v, w, teacher, _sigma(data, v))
+    return _empirical.true_grad(v, w, teacher, data.Z)
+
+
+def coarse_grad(v, w, teacher, data, ste="crelu", r=1.0):
+    """Expected coarse gradient: the directions of Algorithm 1 (Yin et al.).
+
+    ``E[dl/dv]`` and ``E[g_ste]`` with ``g_ste = Z^T (mu'(Z w) * v) (y - y*)``
+    (Yin et al. eq. 5).
+
+    Args:
+      v, w, teacher, data: as in :func:`population_loss`.
+      ste: ``"identity"``, ``"relu"``, ``"crelu"`` (clipped ReLU, clip ``r``),
+        ``"clipped_identity"`` (``1{|x| < r}``) or an :class:`stedyn.STE`.
+        Gaussian data needs an STE with ``windows``; any STE works with
+        :class:`stedyn.Empirical`.
+      r: clip value, a positive scalar (used by ``crelu`` and
+        ``clipped_identity``).
+
+    Returns:
+      ``(dv, dw)`` of shapes (m,) and (n,).
+    """
+    ste = resolve_ste(ste)
+    v, w = check_problem(v, w, teacher, data)
+    r = check_r(r, ste)
+    r = r.astype(jnp.result_type(v)) if jnp.issubdtype(r.dtype, jnp.floating) else r.astype(v.dtype)
+    if isinstance(data, Gaussian):
+        if ste.windows is None:
+            raise ValueError(
+                f"ste={ste.name!r} has no windows (piecewise-constant form), so its Gaussian "
+                "population gradient has no exact form; use stedyn.Empirical data or give "
+                "the STE windows"
+            )
+        return _gaussian.coarse_grad(v, w, teacher, _sigma(data, v), ste, r)
+    return _empirical.coarse_grad(v, w, teacher, data.Z, ste, r)
