@@ -145,9 +145,10 @@ def gauss_legendre(n: int, dtype):
 # Truncation of the real line for the Gaussian weight: phi(12) ~ 2e-32, far
 # below float64 resolution relative to any O(1) integral.
 GAUSS_CUTOFF = 12.0
-# Fixed segment ends spread over the bulk of the Gaussian: on a single long
-# segment the tanh-sinh rule resolves phi(u) only to ~1e-10.
-_FIXED_BREAKS = (-7.0, -4.0, -2.0, 0.0, 2.0, 4.0, 7.0)
+# Fixed segment ends at the integers of the bulk of the Gaussian: on a single
+# long segment the tanh-sinh rule resolves phi(u) only to ~1e-10, and unit
+# segments keep oscillating teachers (sin(a t), a up to ~8) at ~1e-13.
+_FIXED_BREAKS = tuple(float(k) for k in range(-8, 9))
 
 
 def gauss_integral(fn, lo=None, hi=None, *, features=(), dtype):

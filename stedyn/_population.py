@@ -6,11 +6,23 @@ are pure and compose with ``jax.jit``, ``jax.vmap`` and ``jax.grad``.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from . import _empirical, _gaussian
 from ._model import Empirical, Gaussian, check_problem, check_r
 from ._ste import resolve_ste
+
+
+# The cores are jitted so eager calls cost one dispatch instead of hundreds of
+# op-by-op launches; inside a user's jit they are simply inlined. Validation
+# runs before, on concrete values where it can.
+_gauss_loss = jax.jit(_gaussian.loss)
+_gauss_true = jax.jit(_gaussian.true_grad)
+_gauss_coarse = jax.jit(_gaussian.coarse_grad, static_argnums=(4,))
+_emp_loss = jax.jit(_empirical.loss)
+_emp_true = jax.jit(_empirical.true_grad)
+_emp_coarse = jax.jit(_empirical.coarse_grad, static_argnums=(4,))
 
 
 def _sigma(data, v):
@@ -36,8 +48,8 @@ def population_loss(v, w, teacher, data):
     """
     v, w = check_problem(v, w, teacher, data)
     if isinstance(data, Gaussian):
-        return _gaussian.loss(v, w, teacher, _sigma(data, v))
-    return _empirical.loss(v, w, teacher, data.Z)
+        return _gauss_loss(v, w, teacher, _sigma(data, v))
+    return _emp_loss(v, w, teacher, data.Z)
 
 
 def population_grad(v, w, teacher, data):
@@ -54,8 +66,8 @@ def population_grad(v, w, teacher, data):
     """
     v, w = check_problem(v, w, teacher, data)
     if isinstance(data, Gaussian):
-        return _gaussian.true_grad(v, w, teacher, _sigma(data, v))
-    return _empirical.true_grad(v, w, teacher, data.Z)
+        return _gauss_true(v, w, teacher, _sigma(data, v))
+    return _emp_true(v, w, teacher, data.Z)
 
 
 def coarse_grad(v, w, teacher, data, ste="crelu", r=1.0):
@@ -87,5 +99,5 @@ def coarse_grad(v, w, teacher, data, ste="crelu", r=1.0):
                 "population gradient has no exact form; use stedyn.Empirical data or give "
                 "the STE windows"
             )
-        return _gaussian.coarse_grad(v, w, teacher, _sigma(data, v), ste, r)
-    return _empirical.coarse_grad(v, w, teacher, data.Z, ste, r)
+        return _gauss_coarse(v, w, teacher, _sigma(data, v), ste, r)
+    return _emp_coarse(v, w, teacher, data.Z, ste, r)
