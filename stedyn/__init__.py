@@ -8,5 +8,24 @@ from ._population import coarse_grad as coarse_grad
 from ._population import population_grad as population_grad
 from ._population import population_loss as population_loss
 from ._ste import STE as STE
+from ._theory import PointDistance as PointDistance
+from ._theory import StationaryPoint as StationaryPoint
+from ._theory import classify_point as classify_point
+from ._theory import coarse_true_correlation as coarse_true_correlation
+from ._theory import crelu_C0 as crelu_C0
+from ._theory import crelu_lambda as crelu_lambda
+from ._theory import crelu_t0 as crelu_t0
+from ._theory import crelu_w0 as crelu_w0
+from ._theory import distance_to_point as distance_to_point
+from ._theory import global_min as global_min
+from ._theory import loss_hessian as loss_hessian
+from ._theory import optimal_v as optimal_v
+from ._theory import saddle_exists as saddle_exists
+from ._theory import saddle_margin as saddle_margin
+from ._theory import saddle_point as saddle_point
+from ._theory import spurious_min as spurious_min
+from ._theory import stationary_loss as stationary_loss
+from ._theory import stationary_points as stationary_points
+from ._theory import w_at_angle as w_at_angle
 
 __version__ = "0.1.0"

@@ -33,7 +33,9 @@ coordinates of :mod:`stedyn._activations` (``s1``, ``t``, ``a = sigma |w*|``,
   ``Gamma = sum c_k (phi(l_k) F(l_k) - phi(h_k) F(h_k))`` with
   ``F(e) = E[f(a t) | s1 = e]``. The last two come from Stein's lemma,
   ``E[mu'(x) f(x*) z] = sigma (Gamma w^ + a D w*^)``, which has no
-  ``1/sin(phi)`` anywhere, so it is exact and smooth at angle 0 and pi;
+  ``1/sin(phi)`` anywhere, so it is exact and smooth at angle 0 and pi
+  (``Gamma + a c D = E[mu' s1 f(a t)]`` is integrated directly over narrow
+  windows, where the two terms cancel);
 
 * true gradient (the proxy ``mu' = delta``)::
 
@@ -95,7 +97,16 @@ def true_grad(v, w, teacher, sigma):
     q = _v_sums(v, teacher.v)
     m1, _, P = _moments(act, g)
     dv = _grad_v(v, teacher.v, m1, P, q)
-    direction = nm.safe_normalize(g["wsh"] - jnp.dot(g["wh"], g["wsh"]) * g["wh"])
+    # unit(w*^ - c w^) = (w*^ - c w^) / sin(phi), taken as 0 where sin(phi) is
+    # at rounding level (parallel vectors whose components were rounded come
+    # out at ~1e-17 rad): there the rejection is pure noise and normalizing it
+    # would give a full-size gradient in a random direction, e.g. along +-w^.
+    s = g["s"]
+    pos = s > 8.0 * jnp.finfo(jnp.result_type(s)).eps
+    # Normalizing by the rejection's own norm (not by s) keeps the direction a
+    # unit vector to rounding even 1e-7 rad from alignment.
+    rej = g["wsh"] - jnp.dot(g["wh"], g["wsh"]) * g["wh"]
+    direction = jnp.where(pos, nm.safe_normalize(rej), 0.0)
     K = act.deriv_scaled(g["a"], g["s"])
     dw = -(q["vvs"] * g["a"] * nm.INV_SQRT_2PI * K / g["nw"]) * direction
     return dv, dw
@@ -120,28 +131,48 @@ def coarse_grad(v, w, teacher, sigma, ste, r):
     a, c, s, phi = g["a"], g["c"], g["s"], g["phi"]
     zero = jnp.zeros_like(a)
 
-    def pdf(e):
-        return zero if e is None else nm.norm_pdf(e)
-
     def pdf_f(e):
         # phi(e) F(e); both vanish at infinite ends.
         return zero if e is None else nm.norm_pdf(e) * act.smoothed(a * c * e, a * s)
 
-    alpha = beta = gamma = D = zero
+    smoothed_at = jnp.vectorize(lambda x: act.smoothed(a * c * x, a * s))
+    xg, wg = nm.gauss_legendre(20, jnp.result_type(a))
+
+    def s1_moment_direct(l, h):
+        # E[1{l < s1 < h} s1 F(s1)] by Gauss-Legendre on [l, 0] and [0, h]
+        # (F may jump or kink at 0).
+        mid = jnp.clip(zero, l, h)
+        total = zero
+        for u, z in ((l, mid), (mid, h)):
+            half = 0.5 * (z - u)
+            x = u + half * (xg + 1.0)
+            total = total + half * jnp.sum(wg * nm.norm_pdf(x) * x * smoothed_at(x))
+        return total
+
+    # C = E[mu' f(x*) z] / sigma = lam w^ + a D (w*^ - c w^), with
+    # lam = E[mu' s1 f(a t)] = Gamma + a c D (Stein). For a narrow window
+    # (|w| >> r / sigma) Gamma and a c D are O(h - l) and cancel to
+    # O((h - l)^3) near angle 0, so there lam is integrated directly.
+    alpha = beta = lam = D = zero
     for l, h, wt in _scaled_windows(ste, r, g["b"]):
-        alpha = alpha + wt * (pdf(l) - pdf(h))
-        lp = 0.0 if l is None else jnp.maximum(l, 0.0)
+        alpha = alpha + wt * nm.norm_pdf_diff(l, h)
+        lp = zero if l is None else jnp.maximum(l, 0.0)
         hp = None if h is None else jnp.maximum(h, 0.0)
-        beta = beta + wt * (pdf(lp) - pdf(hp))
-        gamma = gamma + wt * (pdf_f(l) - pdf_f(h))
-        D = D + wt * act.window_deriv(l, h, a, phi, c, s)
+        beta = beta + wt * nm.norm_pdf_diff(lp, hp)
+        d_k = act.window_deriv(l, h, a, phi, c, s)
+        lam_k = pdf_f(l) - pdf_f(h) + a * c * d_k
+        if l is not None and h is not None:
+            narrow = (h - l) < 0.5
+            lam_k = jnp.where(narrow, s1_moment_direct(jnp.where(narrow, l, 0.0), jnp.where(narrow, h, 0.25)), lam_k)
+        lam = lam + wt * lam_k
+        D = D + wt * d_k
 
     wh, wsh = g["wh"], g["wsh"]
     coef_wh = (
         q["vv"] * beta
         + 0.5 * (q["sv"] ** 2 - q["vv"]) * alpha
-        - q["vvs"] * gamma
+        - q["vvs"] * lam
         - (q["sv"] * q["svs"] - q["vvs"]) * m1 * alpha
     )
-    dw = sigma * (coef_wh * wh - q["vvs"] * a * D * wsh)
+    dw = sigma * (coef_wh * wh - q["vvs"] * a * D * (wsh - c * wh))
     return dv, dw

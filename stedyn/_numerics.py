@@ -66,6 +66,23 @@ def norm_pdf(x):
     return INV_SQRT_2PI * jnp.exp(-0.5 * x * x)
 
 
+def norm_pdf_diff(l, h):
+    """``phi(l) - phi(h)`` without cancellation; ``None`` stands for +-inf.
+
+    For a narrow window (``h - l`` small, e.g. the clipped-ReLU STE at
+    ``|w| >> r / sigma``) the plain difference of two nearly equal densities
+    has relative error ``eps / (h - l)^2``; ``-phi(l) expm1(-(h - l)(h + l)/2)``
+    keeps full precision.
+    """
+    if l is None and h is None:
+        return 0.0
+    if l is None:
+        return -norm_pdf(h)
+    if h is None:
+        return norm_pdf(l)
+    return -norm_pdf(l) * jnp.expm1(-0.5 * (h - l) * (h + l))
+
+
 def norm_cdf(x):
     """Standard normal CDF through ``erfc``.
 

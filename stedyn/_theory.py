@@ -49,7 +49,6 @@ from ._model import Empirical, Gaussian, Teacher, _check_floating, _concrete
 _PI = math.pi
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _SUPPORTED = ("binary", "relu")
-KINDS = ("global_min", "spurious_min", "saddle")
 
 # ---------------------------------------------------------------------------
 # Validation and shared pieces
@@ -296,9 +295,10 @@ def loss_hessian(teacher, v, angle, sigma=1.0):
       (first derivative ``(v.v*)/(2 pi)`` in ``phi``), see :func:`classify_point`.
 
     In ``w`` space at ``|w| = rho`` the angle row/column scales by ``1/rho``;
-    there is one more zero eigenvalue along ``w`` (scale invariance) and
-    ``n - 2`` eigenvalues ``c dL/dc / rho^2`` out of the ``(w, w*)`` plane
-    (``0`` at the middle saddle, equal to the angle entry at 0 and pi).
+    there is one more zero eigenvalue along ``w`` (scale invariance) and, at
+    a stationary point, ``n - 2`` eigenvalues ``cot(phi) dL/dphi / rho^2``
+    out of the ``(w, w*)`` plane: 0 at the middle saddle, the angle-angle
+    entry over ``rho^2`` at 0 and pi (ReLU teacher).
 
     Args:
       teacher: :class:`stedyn.Teacher`, activation ``"binary"`` or ``"relu"``.
@@ -495,10 +495,10 @@ def _lambda_of_t(t):
 
     ``lambda(t) = sqrt(2 pi) int_0^t x^2 phi(x) dx / int_0^t x phi(x) dx``:
     the closed form ``(pi erf(t/sqrt 2) - sqrt(2 pi) t e^{-t^2/2}) / (1 -
-    e^{-t^2/2})`` cancels to ``0/0`` as ``t -> 0`` (it loses all digits for t
-    below ~1e-5 in float64), so for ``t <= 1`` both integrals come from their
-    Taylor series (``lambda ~ 2 sqrt(2 pi) t / 3``). Double-where keeps the
-    unused branch finite for gradients.
+    e^{-t^2/2})`` cancels to ``0/0`` as ``t -> 0`` (relative error ~ eps /
+    t^2: 1e-6 at t = 1e-5, every digit by t = 1e-8 in float64), so for ``t <=
+    1`` both integrals come from their Taylor series (``lambda ~ 2 sqrt(2 pi)
+    t / 3``). Double-where keeps the unused branch finite for gradients.
     """
     small = t <= _SERIES_MAX
     ts = jnp.where(small, t, 0.0)
@@ -569,7 +569,7 @@ def _lambda_of_t_np(t):
 
 
 def _bisect_t0():
-    # lambda is strictly increasing in t: lambda(0) = 0 < 2 < lambda(8) = pi - 2e-13.
+    # lambda is strictly increasing in t: lambda(0) = 0 < 2 < lambda(8) ~ pi.
     lo, hi = 0.0, 8.0
     for _ in range(200):
         mid = 0.5 * (lo + hi)
@@ -636,7 +636,7 @@ def crelu_C0(w_norm, r=1.0, sigma=1.0, w_star_norm=1.0):
     r = _as_scalar("r", r, dtype)
     sigma = _as_scalar("sigma", sigma, dtype)
     wsn = _as_scalar("w_star_norm", w_star_norm, dtype)
-    wn = jnp.asarray(w_norm).astype(dtype) if not isinstance(w_norm, jax.core.Tracer) else w_norm.astype(dtype)
+    wn = (w_norm if isinstance(w_norm, jax.core.Tracer) else jnp.asarray(w_norm)).astype(dtype)
     t = r / (sigma * wn)
     return wsn * (-jnp.expm1(-0.5 * t * t)) * lam / (2.0 * _PI)
 

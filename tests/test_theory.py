@@ -30,6 +30,7 @@ NORMS = [0.3, 1.7, 5.0]
 ploss = jax.jit(sd.population_loss)
 pgrad = jax.jit(sd.population_grad)
 cgrad = jax.jit(sd.coarse_grad, static_argnames=("ste",))
+wat = jax.jit(th.w_at_angle)
 
 
 def f64(x):
@@ -51,6 +52,10 @@ def norm(x):
     return float(jnp.linalg.norm(x))
 
 
+def clip_angle(x):
+    return min(max(x, 0.0), math.pi)
+
+
 def w_exact(T, point, rho):
     """w at the point's angle. For angle 0 / pi use +-w* itself, so that the
     engine's angle is exactly 0 / pi (w*/|w*| rounds identically): the binary
@@ -61,7 +66,7 @@ def w_exact(T, point, rho):
         return T.w
     if ang == math.pi:
         return -T.w
-    return th.w_at_angle(T.w, point.angle, rho)
+    return wat(T.w, point.angle, rho)
 
 
 # ---------------------------------------------------------------------------
@@ -130,7 +135,7 @@ def test_points_zero_true_gradient(act, vs):
     for p in pts:
         kink = act == "binary" and float(p.angle) in (0.0, math.pi)
         for rho in NORMS:
-            w = w_exact(T, p, rho) if act == "binary" else th.w_at_angle(T.w, p.angle, rho)
+            w = w_exact(T, p, rho) if act == "binary" else wat(T.w, p.angle, rho)
             dv, dw = pgrad(p.v, w, T, D)
             assert norm(dv) < tol, (p.name, rho, norm(dv))
             if not kink:  # binary kinks: see test_binary_true_gradient_at_exact_kink
@@ -138,14 +143,9 @@ def test_points_zero_true_gradient(act, vs):
             assert abs(float(ploss(p.v, w, T, D) - p.loss)) < tol
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug (stedyn/_gaussian.py true_grad): at angle exactly 0 or pi, "
-    "safe_normalize(w*^ - (w^.w*^) w^) normalizes rounding noise (w^.w*^ = 1 - 1e-16) "
-    "into a unit vector along +-w^, so the binary teacher gets dL/dw = "
-    "-+(v.v*)/(2 pi |w|) w^ instead of the documented subgradient 0",
-)
 def test_binary_true_gradient_at_exact_kink():
+    """At angle exactly 0 or pi the binary loss has a kink; the engine returns
+    the documented subgradient 0 (it once normalized rounding noise instead)."""
     T = teacher("binary")
     D = sd.Gaussian(SIGMA)
     for p in th.stationary_points(T, SIGMA):
@@ -159,7 +159,7 @@ def test_binary_true_gradient_is_one_sided_off_the_kink():
     teacher's true dL/dw is the full one-sided value (v.v*)/(2 pi |w|)."""
     T = teacher("binary")
     v0, _ = th.global_min(T)
-    w = th.w_at_angle(T.w, 1e-9, 2.0)
+    w = wat(T.w, 1e-9, 2.0)
     _, dw = pgrad(v0, w, T, sd.Gaussian(SIGMA))
     assert abs(norm(dw) - float(v0 @ T.v) / (2 * math.pi * 2.0)) < 1e-12
 
@@ -178,7 +178,7 @@ def test_ste_fixed_points_against_engine(act, ste, vs):
     for p in th.stationary_points(T, SIGMA, ste=ste, r=r):
         rhos = NORMS if p.w_norm is None else [float(p.w_norm)]
         for rho in rhos:
-            w = th.w_at_angle(T.w, p.angle, rho)
+            w = wat(T.w, p.angle, rho)
             dv, dw = cgrad(p.v, w, T, D, ste=ste, r=r)
             assert norm(dv) < tol
             if p.ste_fixed:
@@ -207,7 +207,7 @@ def test_crelu_global_min_only_at_w0():
     assert abs(w0 - r / (SIGMA * 1.3102684802054403)) < 1e-13
     tol = 1e-10 * grad_scale(T)
     for rho, zero in [(w0, True), (0.5 * w0, False), (2 * w0, False)]:
-        _, dw = cgrad(p0.v, th.w_at_angle(T.w, 0.0, rho), T, D, ste="crelu", r=r)
+        _, dw = cgrad(p0.v, wat(T.w, 0.0, rho), T, D, ste="crelu", r=r)
         assert (norm(dw) < tol) == zero, (rho, norm(dw))
 
 
@@ -231,7 +231,18 @@ def test_identity_ste_special_cases():
     T1 = teacher("relu", [0.7])
     (ppi,) = [p for p in th.stationary_points(T1, SIGMA, ste="identity") if p.name == "v_pi"]
     assert ppi.ste_fixed and float(jnp.abs(ppi.v).max()) < 1e-16
-    _, dw = cgrad(ppi.v, th.w_at_angle(T1.w, ppi.angle, 1.0), T1, D, ste="identity")
+    _, dw = cgrad(ppi.v, wat(T1.w, ppi.angle, 1.0), T1, D, ste="identity")
+    assert norm(dw) < 1e-14
+    # ... and for m = 2 at v* = (1, y) with (1^T v*)^2 / |v*|^2 = q,
+    # q = (1/2 - 1/pi) / (1/(m+1) - 4/(pi (m+1)^2)): there v_pi is even a
+    # spurious *minimum* at which the identity STE's coarse gradient vanishes.
+    m = 2
+    q = (0.5 - 1 / math.pi) / (1 / (m + 1) - 4 / (math.pi * (m + 1) ** 2))
+    y = (-1 + math.sqrt(1 - (1 - q) ** 2)) / (1 - q)
+    T2 = teacher("relu", [1.0, y])
+    (ppi,) = [p for p in th.stationary_points(T2, SIGMA, ste="identity") if p.name == "v_pi"]
+    assert ppi.ste_fixed and ppi.kind == "spurious_min"
+    _, dw = cgrad(ppi.v, wat(T2.w, ppi.angle, 1.0), T2, D, ste="identity")
     assert norm(dw) < 1e-14
 
 
@@ -245,7 +256,7 @@ def test_stationary_loss_against_engine_and_papers(act):
     D = sd.Gaussian(SIGMA)
     for ang in [0.0, 0.4, 1.3, 2.2, math.pi]:
         v = th.optimal_v(T, ang, SIGMA)
-        L = ploss(v, th.w_at_angle(T.w, ang, 1.1), T, D)
+        L = ploss(v, wat(T.w, ang, 1.1), T, D)
         assert abs(float(L - th.stationary_loss(T, ang, SIGMA))) < 1e-14
     vs = T.v
     m, S2, vv = 4, float(jnp.sum(vs)) ** 2, float(vs @ vs)
@@ -270,89 +281,92 @@ def test_stationary_loss_against_engine_and_papers(act):
 
 
 @jax.jit
-def _hess_v_psi(x, T, D, wh, e, rho):
-    f = lambda y: sd.population_loss(y[:-1], rho * (jnp.cos(y[-1]) * wh + jnp.sin(y[-1]) * e), T, D)
-    return jax.hessian(f)(x)
-
-
-@jax.jit
 def _hess_v_w(x, T, D):
     m = T.v.shape[0]
     return jax.hessian(lambda y: sd.population_loss(y[:m], y[m:], T, D))(x)
 
 
-def _hessian_v_psi(T, v, psi, rho, offset):
-    """jax.hessian of the engine's loss in (v, psi), w = rho(cos psi w*^ + sin psi e).
+def _engine_hessian(T, p, rho, offset=0.0, perp=None):
+    """jax.hessian of the engine's loss in (v, w) at (p.v, w at p.angle).
 
-    When the engine's angle is exactly 0 or pi, autodiff through its angle
-    (Kahan's form: |u^ - v^| has a cone at 0) returns 0 for the angular
-    curvature; the loss is even in psi - psi_0 there, so the mean of the
-    Hessians at psi_0 +- offset is the Hessian at psi_0 up to O(offset^2)."""
+    With ``offset``: the mean of the Hessians at angle p.angle +- offset (the
+    two sides of the (w*, perp) plane). Where the engine's angle is exactly 0
+    or pi, autodiff through it (Kahan's form: |u^ - v^| has a cone at 0) loses
+    the angular curvature; the loss is even in the signed angle there, so the
+    mean of the two sides is the Hessian at the point up to O(offset^2)."""
     D = sd.Gaussian(SIGMA)
+    if offset == 0.0:
+        return _hess_v_w(jnp.concatenate([p.v, wat(T.w, p.angle, rho, perp=perp)]), T, D)
+    near = abs(float(p.angle) - offset)
+    hs = [
+        _hess_v_w(jnp.concatenate([p.v, wat(T.w, near, rho, perp=sgn * perp)]), T, D)
+        for sgn in (1.0, -1.0)
+    ]
+    return 0.5 * (hs[0] + hs[1])
+
+
+def _v_angle_block(Hvw, T, p, rho, perp):
+    """Restrict a (v, w) Hessian to (v, psi), w = rho(cos psi w*^ + sin psi e).
+
+    Exact at a stationary point: the extra term dL/dw . d^2w/dpsi^2 = -dL/dw . w
+    is 0 by scale invariance."""
+    m = T.v.shape[0]
+    e = wat(T.w, math.pi / 2, 1.0, perp=perp)
     wh = T.w / jnp.linalg.norm(T.w)
-    e = th.w_at_angle(T.w, math.pi / 2, 1.0)
-    x = lambda d: jnp.concatenate([v, f64([psi + d])])
-    h = lambda d: _hess_v_psi(x(d), T, D, wh, e, f64(rho))
-    return h(0.0) if offset == 0.0 else 0.5 * (h(offset) + h(-offset))
+    psi = float(p.angle)
+    dw = rho * (-math.sin(psi) * wh + math.cos(psi) * e)
+    J = jnp.zeros((m + T.w.shape[0], m + 1)).at[:m, :m].set(jnp.eye(m)).at[m:, m].set(dw)
+    return J.T @ Hvw @ J
 
 
 @pytest.mark.parametrize("act", ["binary", "relu"])
-def test_hessian_matches_autodiff_in_v_angle(act):
+def test_hessian_against_autodiff(act):
+    """loss_hessian (Proper-STE eq. 52; Yin Prop. 1 proof) against jax.hessian
+    of the engine's loss: the (v, angle) block itself, and the spectrum in
+    (v, w) space: the block with the angle scaled by 1/|w|, a zero along w
+    (scale invariance) and n - 2 out-of-plane eigenvalues (0 at the saddle,
+    the angle curvature at 0 and pi)."""
     T = teacher(act)
+    n, rho = 3, 1.7
+    perp = f64([1.0, 1.0, 0.5])
     for p in th.stationary_points(T, SIGMA):
         interior = 0.0 < float(p.angle) < math.pi
         if act == "binary" and not interior:
-            continue  # kink; covered by the perturbation test below
-        H_num = _hessian_v_psi(T, p.v, float(p.angle), 1.7, 0.0 if interior else 1e-6)
+            continue  # kink: covered by the perturbation test in test_classification
+        Hvw = _engine_hessian(T, p, rho, 0.0 if interior else 1e-6, perp)
         H = th.loss_hessian(T, p.v, p.angle, SIGMA)
-        np.testing.assert_allclose(H_num, H, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(_v_angle_block(Hvw, T, p, rho, perp), H, rtol=0, atol=1e-10)
+        Hs = np.array(H)
+        Hs[-1, :] /= rho
+        Hs[:, -1] /= rho
+        out = float(Hs[-1, -1]) if not interior else 0.0
+        ref = np.sort(np.concatenate([np.linalg.eigvalsh(Hs), [0.0], [out] * (n - 2)]))
+        np.testing.assert_allclose(np.sort(np.linalg.eigvalsh(np.asarray(Hvw))), ref, rtol=0, atol=1e-9)
 
 
 def test_engine_autodiff_curvature_at_angle_zero_is_lost():
     """Documents the limitation the offset above works around: with w* on an
     axis the engine's angle at w = w* is exactly 0, and jax.hessian of the
-    engine's loss misses the angular curvature (it is 0.35 here)."""
+    engine's loss misses the angular curvature (0.35 here)."""
     T = teacher("relu", ws=[1.0, 0.0, 0.0])
-    v0, _ = th.global_min(T, SIGMA)
-    H = th.loss_hessian(T, v0, 0.0, SIGMA)
-    H0 = _hessian_v_psi(T, v0, 0.0, 1.0, 0.0)
+    p = th.stationary_points(T, SIGMA)[0]
+    perp = f64([0.0, 1.0, 0.0])
+    H = th.loss_hessian(T, p.v, 0.0, SIGMA)
+    H0 = _v_angle_block(_engine_hessian(T, p, 1.0, 0.0, perp), T, p, 1.0, perp)
     assert float(H[-1, -1]) > 0.1 and float(H0[-1, -1]) == 0.0
-    np.testing.assert_allclose(_hessian_v_psi(T, v0, 0.0, 1.0, 1e-6), H, rtol=0, atol=1e-10)
+    H1 = _v_angle_block(_engine_hessian(T, p, 1.0, 1e-6, perp), T, p, 1.0, perp)
+    np.testing.assert_allclose(H1, H, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("act", ["binary", "relu"])
-def test_hessian_eigenvalues_in_w_space(act):
-    """Full (v, w) Hessian of the engine: the (v, angle) block with the angle
-    scaled by 1/|w|, a zero along w (scale invariance) and n - 2 out-of-plane
-    eigenvalues (0 at the saddle, the angle curvature at 0 and pi)."""
-    T = teacher(act)
-    D = sd.Gaussian(SIGMA)
-    n, rho = 3, 1.7
-    f = lambda x: _hess_v_w(x, T, D)
-    for p in th.stationary_points(T, SIGMA):
-        interior = 0.0 < float(p.angle) < math.pi
-        if act == "binary" and not interior:
-            continue
-        if interior:
-            Hn = f(jnp.concatenate([p.v, th.w_at_angle(T.w, p.angle, rho)]))
-        else:  # mean over the two sides, see _hessian_v_psi
-            near = 1e-6 if float(p.angle) == 0.0 else math.pi - 1e-6
-            xs = [jnp.concatenate([p.v, th.w_at_angle(T.w, near, rho, perp=s * f64([1.0, 1.0, 0.5]))]) for s in (1, -1)]
-            Hn = 0.5 * (f(xs[0]) + f(xs[1]))
-        H = np.array(th.loss_hessian(T, p.v, p.angle, SIGMA))
-        H[-1, :] /= rho
-        H[:, -1] /= rho
-        out = float(H[-1, -1]) if not interior else 0.0
-        ref = np.sort(np.concatenate([np.linalg.eigvalsh(H), [0.0], [out] * (n - 2)]))
-        got = np.sort(np.linalg.eigvalsh(np.asarray(Hn)))
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
-
-
-@pytest.mark.parametrize("act", ["binary", "relu"])
-@pytest.mark.parametrize("vs", [V_STAR, V_NOSADDLE, [0.7], [1.0, 1.0, 0.0]])
+@pytest.mark.parametrize(
+    "act,vs",
+    [(a, v) for a in ("binary", "relu") for v in (V_STAR, V_NOSADDLE)]
+    + [("relu", [0.7]), ("binary", [1.0, 1.0, 0.0])],
+)
 def test_classification(act, vs):
     """Labels of stationary_points against classify_point (Hessian / one-sided
-    slope) and against the engine's loss under small perturbations."""
+    slope) and against the engine's loss under small perturbations. [0.7]
+    (m = 1) and [1, 1, 0] sit exactly on (m+1)|v*|^2 = 2 (1^T v*)^2."""
     T = teacher(act, vs)
     D = sd.Gaussian(SIGMA)
     margin = float(th.saddle_margin(T))
@@ -380,8 +394,8 @@ def test_classification(act, vs):
         for _ in range(40):
             dv = 1e-3 * rng.standard_normal(m)
             dpsi = 1e-3 * rng.standard_normal()
-            ang = min(max(float(p.angle) + dpsi, 0.0), math.pi)
-            w2 = th.w_at_angle(T.w, ang, 1.3, perp=f64(rng.standard_normal(3)))
+            ang = clip_angle(float(p.angle) + dpsi)
+            w2 = wat(T.w, ang, 1.3, perp=f64(rng.standard_normal(3)))
             diffs.append(float(ploss(p.v + f64(dv), w2, T, D)) - L)
         if p.kind != "saddle":
             assert min(diffs) > 0, (p.name, min(diffs))
@@ -390,7 +404,7 @@ def test_classification(act, vs):
         if p.kind != "saddle":
             continue
         best = min(
-            float(ploss(p.v + s * eps * T.v, th.w_at_angle(T.w, min(max(float(p.angle) + da, 0.0), math.pi), 1.3), T, D))
+            float(ploss(p.v + s * eps * T.v, wat(T.w, clip_angle(float(p.angle) + da), 1.3), T, D))
             for s in (1, -1)
             for eps in (1e-3, 1e-4, 1e-5)
             for da in (1e-2, -1e-2, 3e-2, -3e-2)
@@ -423,7 +437,8 @@ def test_lambda_values_and_limits():
     assert float(th.crelu_lambda(1e-3)) == pytest.approx(math.pi, abs=1e-15)  # |w| -> 0
     assert float(th.crelu_lambda(1e9)) < 1e-8  # |w| -> inf
     # Depends on r / (sigma |w|) only.
-    assert abs(float(th.crelu_lambda(0.7, r=1.3, sigma=0.8)) - float(th.crelu_lambda(0.7 * 0.8 / 1.3))) < 1e-14
+    lam_rs = float(th.crelu_lambda(0.7, r=1.3, sigma=0.8))
+    assert abs(lam_rs - float(th.crelu_lambda(0.7 * 0.8 / 1.3))) < 1e-14
 
 
 def test_lambda_monotonicity_claim():
@@ -434,7 +449,8 @@ def test_lambda_monotonicity_claim():
     lam = np.asarray(jax.jit(th.crelu_lambda)(f64(1.0 / t)))
     assert np.all(np.diff(lam) > 0)
     assert lam[0] < 1e-5 and abs(lam[-1] - math.pi) < 1e-12 and lam.max() <= math.pi
-    dlam_dw = jax.jit(jax.vmap(jax.grad(lambda w: th.crelu_lambda(w, 1.3, 0.8))))(f64(np.logspace(-1, 2, 200)))
+    dlam = jax.jit(jax.vmap(jax.grad(lambda w: th.crelu_lambda(w, 1.3, 0.8))))
+    dlam_dw = dlam(f64(np.logspace(-1, 2, 200)))
     assert np.all(np.asarray(dlam_dw) < 0)
 
 
@@ -463,7 +479,7 @@ def test_lambda_matches_engine_eq29():
     wh = T.w / jnp.linalg.norm(T.w)
     for rho in [0.2, 0.7, 1.24, 3.0, 20.0]:
         v = f64(rng.standard_normal(m))
-        _, dw = cgrad(v, th.w_at_angle(T.w, 0.0, rho), T, D, ste="crelu", r=r)
+        _, dw = cgrad(v, wat(T.w, 0.0, rho), T, D, ste="crelu", r=r)
         t = r / (SIGMA * rho)
         lam = th.crelu_lambda(rho, r, SIGMA)
         ref = SIGMA / (2 * math.sqrt(2 * math.pi)) * (1 - math.exp(-t * t / 2)) * (
@@ -476,15 +492,22 @@ def test_C0_against_eq110_and_quadrature():
     # Small t: C0 = |w*| int_0^t x^2 phi(x) dx = |w*| (t^3/3 - t^5/10 + ...) / sqrt(2 pi);
     # both printed forms (eq. 106 and eq. 110) cancel there.
     t = 1e-4
-    assert abs(float(th.crelu_C0(1e4, 1.0, 1.0, 1.7)) - 1.7 * (t**3 / 3 - t**5 / 10) / math.sqrt(2 * math.pi)) < 1e-25
-    for wn, r, s, wsn in [(1.0, 1.0, 1.0, 1.0), (0.4, 1.3, 0.8, 1.7), (5.0, 0.5, 2.0, 0.3), (0.05, 1.0, 1.0, 1.0)]:
+    ref = 1.7 * (t**3 / 3 - t**5 / 10) / math.sqrt(2 * math.pi)
+    assert abs(float(th.crelu_C0(1e4, 1.0, 1.0, 1.7)) - ref) < 1e-25
+    for wn, r, s, wsn in [(1.0, 1.0, 1.0, 1.0), (0.4, 1.3, 0.8, 1.7), (5.0, 0.5, 2.0, 0.3), (0.05, 1, 1, 1)]:
         t = r / (s * wn)
         paper = wsn / (2 * math.pi) * (
-            math.pi - t * math.exp(-t * t / 2) * math.sqrt(2 * math.pi) - math.pi * math.erfc(t / math.sqrt(2))
+            math.pi
+            - t * math.exp(-t * t / 2) * math.sqrt(2 * math.pi)
+            - math.pi * math.erfc(t / math.sqrt(2))
         )
         # Eq. 106 at phi = 0 (theta integral) with r / w -> t.
-        g = lambda th_: math.cos(th_) ** 2 * (2 - ((t / math.cos(th_)) ** 2 + 2) * math.exp(-0.5 * (t / math.cos(th_)) ** 2))
-        quad = wsn / (2 * math.pi) * integrate.quad(g, -math.pi / 2, math.pi / 2, epsabs=1e-15, epsrel=1e-13)[0]
+        def g(theta):
+            x = (t / math.cos(theta)) ** 2
+            return math.cos(theta) ** 2 * (2 - (x + 2) * math.exp(-0.5 * x))
+
+        quad = integrate.quad(g, -math.pi / 2, math.pi / 2, epsabs=1e-15, epsrel=1e-13)[0]
+        quad *= wsn / (2 * math.pi)
         got = float(th.crelu_C0(wn, r, s, wsn))
         assert abs(got - quad) <= 1e-12 * abs(quad) + 1e-300
         if t > 0.3:  # eq. 110 itself cancels at small t (1e-11 lost at t = 0.05)
@@ -496,7 +519,8 @@ def test_C0_against_eq110_and_quadrature():
 
 
 @pytest.mark.parametrize(
-    "act,ste", [("binary", "relu"), ("binary", "identity"), ("binary", "crelu"), ("relu", "relu"), ("relu", "identity")]
+    "act,ste",
+    [("binary", "relu"), ("binary", "identity"), ("binary", "crelu"), ("relu", "relu"), ("relu", "identity")],
 )
 def test_correlation_against_engine(act, ste):
     T = teacher(act, ws=[0.9, -1.2, 0.5])
@@ -530,47 +554,60 @@ def test_distance_to_point():
     T = teacher("relu")
     pts = th.stationary_points(T, SIGMA, ste="crelu", r=1.3)
     p0 = pts[0]
-    d = th.distance_to_point(p0.v, th.w_at_angle(T.w, 0.0, p0.w_norm), T, p0)
+    d = th.distance_to_point(p0.v, wat(T.w, 0.0, p0.w_norm), T, p0)
     assert float(d.v) == 0 and float(d.angle) < 1e-7 and float(d.log_scale) < 1e-15
-    d = jax.jit(th.distance_to_point)(p0.v + 0.1, th.w_at_angle(T.w, 0.3, 2 * p0.w_norm), T, p0)
+    d = jax.jit(th.distance_to_point)(p0.v + 0.1, wat(T.w, 0.3, 2 * p0.w_norm), T, p0)
     assert abs(float(d.v) - 0.2) < 1e-14 and abs(float(d.angle) - 0.3) < 1e-12
     assert abs(float(d.log_scale) - math.log(2)) < 1e-14
     pb = pts[1]
-    d = th.distance_to_point(pb.v, th.w_at_angle(T.w, pb.angle, 7.0), T, pb)
+    d = th.distance_to_point(pb.v, wat(T.w, pb.angle, 7.0), T, pb)
     assert float(d.v) == 0 and float(d.angle) < 1e-12 and float(d.log_scale) == 0
 
 
 def test_float32_preserved_and_traceable():
     T = sd.Teacher(v=jnp.asarray(V_STAR, jnp.float32), w=jnp.asarray(W_STAR, jnp.float32), activation="relu")
-    s32 = jnp.float32(SIGMA)
-    outs = [
-        th.optimal_v(T, 0.7, s32),
-        *th.saddle_point(T, SIGMA)[:2],
-        th.stationary_loss(T, jnp.float32(1.0), SIGMA),
-        th.loss_hessian(T, T.v, 1.0, SIGMA),
-        th.coarse_true_correlation(T.v, T.w + 1.0, T, SIGMA),
-        th.crelu_lambda(jnp.float32(0.5)),
-        th.saddle_margin(T),
-    ]
+
+    @jax.jit  # one trace: the traceable API under jit, in float32
+    def everything(T, s, ang):
+        return (
+            th.optimal_v(T, ang, s),
+            *th.saddle_point(T, s)[:2],
+            th.stationary_loss(T, ang, s),
+            th.loss_hessian(T, T.v, ang, s),
+            th.coarse_true_correlation(T.v, T.w + 1.0, T, s),
+            th.crelu_lambda(ang),
+            th.crelu_w0(1.0, s),
+            th.saddle_margin(T),
+        )
+
+    outs = everything(T, jnp.float32(SIGMA), jnp.float32(0.7))
     assert all(o.dtype == jnp.float32 for o in outs)
-    assert all(p.v.dtype == jnp.float32 and p.loss.dtype == jnp.float32 for p in th.stationary_points(T, SIGMA))
+    for p in th.stationary_points(T, SIGMA):
+        assert p.v.dtype == jnp.float32 and p.loss.dtype == jnp.float32
     T64 = teacher("relu")
-    f = jax.jit(lambda s: (th.saddle_point(T64, s), th.stationary_loss(T64, 0.0, s), th.optimal_v(T64, 1.0, s)))
-    (vb, ab, ex), L0, v1 = f(f64(SIGMA))
-    vb_ref, ab_ref, _ = th.saddle_point(T64, SIGMA)
-    assert bool(ex) and float(jnp.abs(vb - vb_ref).max()) < 1e-15 and abs(float(ab - ab_ref)) < 1e-15
-    vm = jax.vmap(lambda s: th.stationary_loss(T64, 0.0, s))(f64([0.5, 1.0]))
-    assert vm.shape == (2,)
-    # Differentiable in sigma: L0 = sigma^2 |w*|^2 (pi - 2)/(4 pi) |v*|^2.
-    g = jax.grad(lambda s: th.stationary_loss(T64, 0.0, s))(f64(SIGMA))
-    assert abs(float(g) - 2 * float(L0) / SIGMA) < 1e-14
+    ref = (  # float64, eager (ops already compiled by the tests above)
+        th.optimal_v(T64, 0.7, SIGMA),
+        *th.saddle_point(T64, SIGMA)[:2],
+        th.stationary_loss(T64, 0.7, SIGMA),
+        th.loss_hessian(T64, T64.v, 0.7, SIGMA),
+        th.coarse_true_correlation(T64.v, T64.w + 1.0, T64, SIGMA),
+        th.crelu_lambda(0.7),
+        th.crelu_w0(1.0, SIGMA),
+        th.saddle_margin(T64),
+    )
+    for o32, o64 in zip(outs, ref):
+        np.testing.assert_allclose(np.asarray(o32, np.float64), o64, rtol=2e-5, atol=1e-6)
+    # vmap and grad in sigma: L0 = sigma^2 |w*|^2 (pi - 2)/(4 pi) |v*|^2.
+    L0 = lambda s: th.stationary_loss(T64, 0.0, s)
+    g = jax.jit(jax.vmap(jax.grad(L0)))(f64([0.5, SIGMA]))
+    assert abs(float(g[1]) - 2 * float(L0(SIGMA)) / SIGMA) < 1e-14
 
 
 def test_bad_input_names_the_argument():
     T = teacher("relu")
     cases = [
         (lambda: th.stationary_points("x"), "teacher"),
-        (lambda: th.stationary_points(sd.Teacher(v=f64(V_STAR), w=f64(W_STAR), activation="tanh")), "teacher.activation"),
+        (lambda: th.global_min(sd.Teacher(v=T.v, w=T.w, activation="tanh")), "teacher.activation"),
         (lambda: th.global_min(sd.Teacher(v=f64([0.0, 0.0]), w=f64(W_STAR))), "teacher.v"),
         (lambda: th.global_min(sd.Teacher(v=f64(V_STAR), w=f64([0.0, 0.0, 0.0]))), "teacher.w"),
         (lambda: th.optimal_v(T, 0.3, sigma=-1.0), "sigma"),
