@@ -12,7 +12,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ._activations import ACTIVATIONS
 from ._ste import STE, step_with_ste
+
+_true_step = ACTIVATIONS["binary"]
 
 
 def per_sample_loss(v, w, teacher, Z, step):
@@ -20,10 +23,6 @@ def per_sample_loss(v, w, teacher, Z, step):
     y = step(Z @ w) @ v
     y_star = teacher.act(Z @ teacher.w) @ teacher.v
     return 0.5 * (y - y_star) ** 2
-
-
-def _true_step(x):
-    return (x > 0).astype(jnp.result_type(x))
 
 
 def loss(v, w, teacher, Z):

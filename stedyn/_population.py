@@ -91,7 +91,7 @@ def coarse_grad(v, w, teacher, data, ste="crelu", r=1.0):
     ste = resolve_ste(ste)
     v, w = check_problem(v, w, teacher, data)
     r = check_r(r, ste)
-    r = r.astype(jnp.result_type(v)) if jnp.issubdtype(r.dtype, jnp.floating) else r.astype(v.dtype)
+    r = r.astype(v.dtype)
     if isinstance(data, Gaussian):
         if ste.windows is None:
             raise ValueError(
