@@ -118,10 +118,6 @@ def check_problem(v, w, teacher, data):
     """
     if not isinstance(teacher, Teacher):
         raise ValueError(f"teacher must be an stedyn.Teacher; got {type(teacher).__name__}")
-    if not isinstance(data, (Gaussian, Empirical)):
-        raise ValueError(
-            f"data must be stedyn.Gaussian or stedyn.Empirical; got {type(data).__name__}"
-        )
     v = _check_floating("v", v, 1)
     w = _check_floating("w", w, 1)
     vs = _check_floating("teacher.v", teacher.v, 1)
@@ -134,6 +130,16 @@ def check_problem(v, w, teacher, data):
         raise ValueError(f"m and n must be >= 1; got m={v.shape[0]}, n={w.shape[0]}")
     _check_nonzero("w", w)
     _check_nonzero("teacher.w", ws)
+    check_data(data, v.shape[0], w.shape[0])
+    return v, w
+
+
+def check_data(data, m, n):
+    """Validate a data distribution for problem sizes ``m`` and ``n``.
+
+    New distributions add their branch here; everything that validates a
+    problem goes through this function.
+    """
     if isinstance(data, Gaussian):
         sigma = jnp.asarray(data.sigma) if not isinstance(data.sigma, jax.core.Tracer) else data.sigma
         if sigma.ndim != 0:
@@ -141,15 +147,16 @@ def check_problem(v, w, teacher, data):
         cs = _concrete(sigma)
         if cs is not None and not (np.isfinite(cs) and cs > 0):
             raise ValueError(f"Gaussian.sigma must be a finite number > 0; got {cs}")
-    else:
+    elif isinstance(data, Empirical):
         Z = _check_floating("Empirical.Z", data.Z, 3)
-        if Z.shape[1:] != (v.shape[0], w.shape[0]):
-            raise ValueError(
-                f"Empirical.Z must have shape (N, m, n) = (N, {v.shape[0]}, {w.shape[0]}); got {Z.shape}"
-            )
+        if Z.shape[1:] != (m, n):
+            raise ValueError(f"Empirical.Z must have shape (N, m, n) = (N, {m}, {n}); got {Z.shape}")
         if Z.shape[0] < 1:
             raise ValueError("Empirical.Z must hold at least one sample")
-    return v, w
+    else:
+        raise ValueError(
+            f"data must be stedyn.Gaussian or stedyn.Empirical; got {type(data).__name__}"
+        )
 
 
 def check_r(r, ste):

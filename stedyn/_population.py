@@ -29,6 +29,44 @@ def _sigma(data, v):
     return jnp.asarray(data.sigma, dtype=jnp.result_type(v, data.sigma))
 
 
+# Unvalidated, traceable dispatch on the data distribution. The dynamics and the
+# sweeps call these inside their own jit/vmap/scan after validating once; a new
+# distribution plugs in here and everything above it follows.
+def loss_core(v, w, teacher, data):
+    if isinstance(data, Gaussian):
+        return _gaussian.loss(v, w, teacher, _sigma(data, v))
+    if isinstance(data, Empirical):
+        return _empirical.loss(v, w, teacher, data.Z)
+    raise TypeError(f"unsupported data distribution {type(data).__name__}")
+
+
+def true_grad_core(v, w, teacher, data):
+    if isinstance(data, Gaussian):
+        return _gaussian.true_grad(v, w, teacher, _sigma(data, v))
+    if isinstance(data, Empirical):
+        return _empirical.true_grad(v, w, teacher, data.Z)
+    raise TypeError(f"unsupported data distribution {type(data).__name__}")
+
+
+def coarse_grad_core(v, w, teacher, data, ste, r):
+    """``ste`` is a resolved :class:`STE` (static); ``r`` has the dtype of ``v``."""
+    if isinstance(data, Gaussian):
+        return _gaussian.coarse_grad(v, w, teacher, _sigma(data, v), ste, r)
+    if isinstance(data, Empirical):
+        return _empirical.coarse_grad(v, w, teacher, data.Z, ste, r)
+    raise TypeError(f"unsupported data distribution {type(data).__name__}")
+
+
+def check_ste_for_data(ste, data):
+    """Raise if ``data`` needs an exact form that ``ste`` (resolved) lacks."""
+    if isinstance(data, Gaussian) and ste.windows is None:
+        raise ValueError(
+            f"ste={ste.name!r} has no windows (piecewise-constant form), so its Gaussian "
+            "population gradient has no exact form; use stedyn.Empirical data or give "
+            "the STE windows"
+        )
+
+
 def population_loss(v, w, teacher, data):
     """Population loss ``E_Z[(v^T step(Z w) - y*(Z))^2 / 2]``.
 
@@ -92,12 +130,7 @@ def coarse_grad(v, w, teacher, data, ste="crelu", r=1.0):
     v, w = check_problem(v, w, teacher, data)
     r = check_r(r, ste)
     r = r.astype(v.dtype)
+    check_ste_for_data(ste, data)
     if isinstance(data, Gaussian):
-        if ste.windows is None:
-            raise ValueError(
-                f"ste={ste.name!r} has no windows (piecewise-constant form), so its Gaussian "
-                "population gradient has no exact form; use stedyn.Empirical data or give "
-                "the STE windows"
-            )
         return _gauss_coarse(v, w, teacher, _sigma(data, v), ste, r)
     return _emp_coarse(v, w, teacher, data.Z, ste, r)
