@@ -1,6 +1,11 @@
 """stedyn: population dynamics of activation-quantized networks trained with STEs."""
 
 from ._activations import Activation as Activation
+from ._dynamics import METRICS as METRICS
+from ._dynamics import OUTCOMES as OUTCOMES
+from ._dynamics import RunResult as RunResult
+from ._dynamics import Tolerances as Tolerances
+from ._dynamics import run as run
 from ._model import Empirical as Empirical
 from ._model import Gaussian as Gaussian
 from ._model import Teacher as Teacher

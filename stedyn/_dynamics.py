@@ -1,0 +1,521 @@
+"""Algorithm 1 (coarse gradient descent) and its relatives as a ``lax.scan``.
+
+One configuration is simulated by :func:`simulate`, a pure traceable function;
+:func:`run` validates, finds the batch axes, vmaps and jits it, and turns the
+final state into an outcome label. Sweeps (:mod:`stedyn._sweep`) vmap the
+same :func:`simulate` over chunks of configurations.
+
+Update rules (``rule``):
+
+* ``"coarse"``: Yin et al. Algorithm 1, ``v <- v - eta E[dl/dv]``,
+  ``w <- w - eta E[g_ste]`` with the expected coarse gradient of the STE.
+* ``"true"``: gradient descent on the population loss (the reference the
+  papers compare against; exact on Gaussian input).
+* ``"normalized"``: BCGD eq. 20 (Yin et al., blended coarse gradient
+  descent): the coarse step, then ``w <- w / |w|``.
+
+Any of them can hand its directions to an optax optimizer instead of the plain
+``-eta`` step (momentum, Adam, schedules).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _numerics as nm
+from ._model import Empirical, Gaussian, Teacher, _check_floating, _concrete, check_data, check_problem
+from ._population import check_ste_for_data, coarse_grad_core, loss_core, true_grad_core
+from ._ste import resolve_ste
+from . import _theory
+
+OUTCOMES = ("global_min", "spurious_min", "saddle", "unbounded", "diverged", "not_converged")
+"""Outcome names; ``RunResult.outcome_code`` indexes this tuple."""
+
+RULES = ("coarse", "true", "normalized")
+
+METRICS = ("loss", "w_norm", "angle", "v_cos", "dv_norm", "dw_norm", "stationary_dist")
+"""Recorded metrics. ``stationary_dist`` is NaN where no theory applies."""
+
+_GLOBAL, _SPURIOUS, _SADDLE, _UNBOUNDED, _DIVERGED, _NOT_CONVERGED = range(6)
+# Stop codes carried through the scan.
+_RUNNING, _STOP_NONFINITE, _STOP_RANGE = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerances:
+    """How :func:`run` turns a final state into an outcome.
+
+    Let ``G`` be the largest norm of the update direction ``(dv, dw)`` seen at
+    the recorded steps, and ``thr = grad_rtol * G + grad_atol``. At the final
+    state the direction is split into ``dv``, the part of ``dw`` along ``w``
+    (radial: it only rescales ``w``, to which the loss is blind) and the rest
+    (tangential: it turns ``w``).
+
+    * **stationary** when ``|dv|``, ``|dw_tan|`` and (except for the
+      ``"normalized"`` rule, which undoes radial moves) ``|dw_rad|`` are all
+      ``<= thr``. Then the angle to ``w*`` decides: ``< angle_tol`` is
+      ``"global_min"``; ``> pi - angle_tol`` is ``"spurious_min"`` (the
+      angle-pi point; reported as ``"saddle"`` on Gaussian input with a binary
+      or ReLU teacher when :func:`stedyn.saddle_exists` says that point is a
+      saddle); anything else is ``"saddle"``.
+    * **unbounded** when ``|w|/|w0|`` left ``[1/w_ratio, w_ratio]`` (the run
+      stops there), or when ``|dv|`` and ``|dw_tan|`` are ``<= thr`` but
+      ``|dw_rad|`` is not, the loss has settled (its change over the last
+      quarter of the records is ``<= loss_rtol`` times the initial loss) and
+      ``|w|`` still drifts (``|log(|w|_end / |w|_{3/4})| > w_drift``): the
+      identity/ReLU-STE behaviour of the Proper-STE paper.
+    * **diverged** when a step produced NaN/inf or blew ``|v|`` up beyond
+      ``w_ratio * (|v0| + |v*|)``; the run keeps the last good state and
+      ``stop_step`` says which step failed.
+    * **not_converged** otherwise.
+
+    The defaults suit problems whose gradients are O(0.01-1) at the start;
+    they are relative, so rescaling the teacher does not change them.
+    """
+
+    grad_rtol: float = 1e-3
+    grad_atol: float = 1e-9
+    angle_tol: float = 1e-2
+    loss_rtol: float = 1e-4
+    w_drift: float = 1e-3
+    w_ratio: float = 1e8
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            x = getattr(self, f.name)
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
+                raise ValueError(f"Tolerances.{f.name} must be a finite number >= 0; got {x!r}")
+        if self.w_ratio <= 1:
+            raise ValueError(f"Tolerances.w_ratio must be > 1; got {self.w_ratio!r}")
+        if self.angle_tol >= math.pi / 2:
+            raise ValueError(f"Tolerances.angle_tol must be < pi/2; got {self.angle_tol!r}")
+
+
+# ---------------------------------------------------------------------------
+# One configuration
+
+
+def _has_theory(teacher, data):
+    return isinstance(data, Gaussian) and teacher.act.name in ("binary", "relu")
+
+
+def _known_points(teacher, data, dtype):
+    """``(vs, angles, exists, v_scale)`` of the theory's stationary points."""
+    sigma = jnp.asarray(data.sigma).astype(dtype)
+    v0, a0 = _theory.global_min(teacher, sigma)
+    vb, ab, exists = _theory.saddle_point(teacher, sigma)
+    vp, ap = _theory.spurious_min(teacher, sigma)
+    scale = nm.safe_norm(v0)
+    return jnp.stack([v0, vb, vp]), jnp.stack([a0, ab, ap]), exists, scale
+
+
+def _directions(v, w, teacher, data, ste, r, rule):
+    if rule == "true":
+        return true_grad_core(v, w, teacher, data)
+    return coarse_grad_core(v, w, teacher, data, ste, r)
+
+
+def _metrics(v, w, teacher, data, ste, r, rule, theory):
+    """Recorded quantities at one state, and the split of its direction."""
+    gv, gw = _directions(v, w, teacher, data, ste, r, rule)
+    phi, _, _, wh, _ = nm.angle_cos_sin(w, teacher.w)
+    wn = nm.safe_norm(w)
+    vn = nm.safe_norm(v) * nm.safe_norm(teacher.v)
+    v_cos = jnp.where(vn > 0, jnp.dot(v, teacher.v) / jnp.where(vn > 0, vn, 1.0), 0.0)
+    g_rad = jnp.dot(gw, wh)
+    g_tan = nm.safe_norm(gw - g_rad * wh)
+    if theory is None:
+        dist = jnp.full((), jnp.nan, v.dtype)
+        pi_is_min = jnp.ones((), bool)
+    else:
+        pv, pa, exists, scale = theory
+        d = jnp.sqrt(jnp.sum((v[None, :] - pv) ** 2, axis=-1) / scale**2 + (phi - pa) ** 2)
+        d = jnp.where(jnp.arange(3) == 1, jnp.where(exists, d, jnp.inf), d)
+        dist = jnp.min(d)
+        pi_is_min = exists
+    rec = dict(
+        loss=loss_core(v, w, teacher, data),
+        w_norm=wn,
+        angle=phi,
+        v_cos=v_cos,
+        dv_norm=nm.safe_norm(gv),
+        dw_norm=nm.safe_norm(gw),
+        stationary_dist=dist,
+    )
+    split = dict(gv=nm.safe_norm(gv), g_rad=jnp.abs(g_rad), g_tan=g_tan, pi_is_min=pi_is_min)
+    return rec, split
+
+
+def _make_optimizer(optimizer, lr):
+    import optax
+
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer
+    return optimizer(lr)
+
+
+def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, record_every, tol):
+    """Run one configuration; pure and traceable (vmap it for batches).
+
+    Args:
+      v0: (m,) initial second-layer weights. w0: (n,) initial filter.
+      teacher: :class:`stedyn.Teacher`. data: a data distribution.
+      lr, r: scalars of the dtype of ``v0`` (learning rate, clip value).
+      ste: resolved :class:`stedyn.STE`. rule: one of :data:`RULES`.
+      optimizer: ``None``, an optax ``GradientTransformation``, or a factory
+        called as ``optimizer(lr)``.
+      steps, record_every: static ints. tol: :class:`Tolerances`.
+
+    Returns:
+      dict with ``v``, ``w`` (final), ``records`` (metric -> (R,)),
+      ``outcome_code``, ``stop_step`` (-1 if every step ran) and the final
+      metrics ``final_<name>``.
+    """
+    dtype = v0.dtype
+    theory = _known_points(teacher, data, dtype) if _has_theory(teacher, data) else None
+    opt = _make_optimizer(optimizer, lr)
+    params = (v0, w0)
+    opt_state = opt.init(params) if opt is not None else ()
+    w0n = nm.safe_norm(w0)
+    # v has a bounded optimum for every w, so |v| far beyond both |v0| and
+    # |v*| means the iteration is blowing up, not drifting.
+    v_cap = tol.w_ratio * (nm.safe_norm(v0) + nm.safe_norm(teacher.v))
+
+    def step(carry, _):
+        v, w, ostate, status, stop, t = carry
+        t = t + 1
+        gv, gw = _directions(v, w, teacher, data, ste, r, rule)
+        if opt is None:
+            v1, w1, ostate1 = v - lr * gv, w - lr * gw, ostate
+        else:
+            upd, ostate1 = opt.update((gv, gw), ostate, (v, w))
+            v1, w1 = v + upd[0].astype(dtype), w + upd[1].astype(dtype)
+        if rule == "normalized":
+            w1 = w1 / nm.safe_norm(w1)
+        wn1 = nm.safe_norm(w1)
+        finite = jnp.all(jnp.isfinite(v1)) & jnp.all(jnp.isfinite(w1)) & (wn1 > 0) & (nm.safe_norm(v1) <= v_cap)
+        in_range = (wn1 <= w0n * tol.w_ratio) & (wn1 >= w0n / tol.w_ratio)
+        running = status == _RUNNING
+        take = running & finite
+        v = jnp.where(take, v1, v)
+        w = jnp.where(take, w1, w)
+        ostate = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), ostate1, ostate)
+        new_status = jnp.where(~finite, _STOP_NONFINITE, jnp.where(in_range, _RUNNING, _STOP_RANGE))
+        status = jnp.where(running, new_status, status)
+        stop = jnp.where(running & (new_status != _RUNNING), t, stop)
+        return (v, w, ostate, status, stop, t), None
+
+    def chunk(carry, n):
+        if n > 0:
+            carry, _ = jax.lax.scan(step, carry, None, length=n)
+        rec, split = _metrics(carry[0], carry[1], teacher, data, ste, r, rule, theory)
+        return carry, (rec, split)
+
+    k = record_every
+    n_full, rem = divmod(steps, k)
+    carry = (v0, w0, opt_state, jnp.int32(_RUNNING), jnp.int32(-1), jnp.int32(0))
+    _, (rec0, _) = chunk(carry, 0)
+    carry, (recs, splits) = jax.lax.scan(lambda c, _: chunk(c, k), carry, None, length=n_full)
+    pieces = [jax.tree_util.tree_map(lambda x: x[None], rec0), recs]
+    last_split = jax.tree_util.tree_map(lambda x: x[-1], splits) if n_full else None
+    if rem:
+        carry, (rec_r, last_split) = chunk(carry, rem)
+        pieces.append(jax.tree_util.tree_map(lambda x: x[None], rec_r))
+    if last_split is None:  # steps == 0
+        _, (_, last_split) = chunk(carry, 0)
+    records = {name: jnp.concatenate([p[name] for p in pieces]) for name in METRICS}
+    v, w, _, status, stop, _ = carry
+    code = _classify(records, last_split, status, rule, tol)
+    out = dict(v=v, w=w, records=records, outcome_code=code, stop_step=stop)
+    for name in METRICS:
+        out["final_" + name] = records[name][-1]
+    return out
+
+
+def _classify(records, split, status, rule, tol):
+    """Outcome code of one run (see :class:`Tolerances`)."""
+    g_all = jnp.sqrt(records["dv_norm"] ** 2 + records["dw_norm"] ** 2)
+    thr = tol.grad_rtol * jnp.max(jnp.where(jnp.isfinite(g_all), g_all, 0.0)) + tol.grad_atol
+    small_v = split["gv"] <= thr
+    small_t = split["g_tan"] <= thr
+    small_r = (split["g_rad"] <= thr) | (rule == "normalized")
+    stationary = small_v & small_t & small_r
+    phi = records["angle"][-1]
+    at0 = phi < tol.angle_tol
+    atpi = phi > math.pi - tol.angle_tol
+    stat_code = jnp.where(
+        at0, _GLOBAL, jnp.where(atpi, jnp.where(split["pi_is_min"], _SPURIOUS, _SADDLE), _SADDLE)
+    )
+    n = records["loss"].shape[0]
+    q = (3 * (n - 1)) // 4
+    loss = records["loss"]
+    settled = jnp.abs(loss[-1] - loss[q]) <= tol.loss_rtol * jnp.abs(loss[0]) + tol.grad_atol
+    wn = records["w_norm"]
+    drift = jnp.abs(jnp.log(wn[-1] / wn[q])) > tol.w_drift
+    runaway = small_v & small_t & ~small_r & settled & drift & (q < n - 1)
+    code = jnp.where(stationary, stat_code, jnp.where(runaway, _UNBOUNDED, _NOT_CONVERGED))
+    code = jnp.where(status == _STOP_RANGE, _UNBOUNDED, code)
+    code = jnp.where(status == _STOP_NONFINITE, _DIVERGED, code)
+    return code.astype(jnp.int32)
+
+
+# ---------------------------------------------------------------------------
+# The public entry point
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` returns; arrays carry a leading batch axis if the run did.
+
+    Attributes:
+      v, w: final parameters, shapes ``(..., m)`` and ``(..., n)``.
+      outcome: outcome name (``str``), or a NumPy array of names for a batch;
+        one of :data:`OUTCOMES`.
+      outcome_code: int index into :data:`OUTCOMES`, shape ``(...)``.
+      stop_step: the step at which a run stopped early (non-finite values or
+        ``|w|`` out of range), -1 if it ran every step.
+      steps: NumPy int array of the recorded step numbers, shape (R,).
+      trajectory: metric name -> array of shape ``(..., R)``; the names are
+        :data:`METRICS`.
+      final: metric name -> value at the final state, shape ``(...)``.
+    """
+
+    v: Any
+    w: Any
+    outcome: Any
+    outcome_code: Any
+    stop_step: Any
+    steps: Any
+    trajectory: dict
+    final: dict
+
+
+def _record_steps(steps, k):
+    s = list(range(0, steps + 1, k))
+    if s[-1] != steps:
+        s.append(steps)
+    return np.asarray(s, dtype=np.int64)
+
+
+def _as_float_array(name, x, dtype):
+    a = x if isinstance(x, jax.core.Tracer) else jnp.asarray(x)
+    if isinstance(x, bool) or not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)):
+        raise ValueError(f"{name} must be a real number or an array of them; got {x!r}")
+    return a.astype(dtype)
+
+
+def _data_event_ndims(data):
+    """Per-configuration ndim of each data field, to spot a batch axis."""
+    if isinstance(data, Gaussian):
+        return {"sigma": 0}
+    if isinstance(data, Empirical):
+        return {"Z": 3}
+    nd = getattr(data, "event_ndims", None)
+    if nd is None:
+        raise ValueError(f"data {type(data).__name__} does not say its field shapes (event_ndims)")
+    return nd() if callable(nd) else nd
+
+
+def _positive_all(name, x):
+    c = _concrete(x)
+    if c is not None and not (np.all(np.isfinite(c)) and np.all(c > 0)):
+        raise ValueError(f"{name} must be finite and > 0 everywhere; got {c}")
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(in_axes_flags, treedef, statics):
+    ste, rule, optimizer, steps, record_every, tol = statics
+
+    def one(*leaves):
+        v0, w0, teacher, data, lr, r = jax.tree_util.tree_unflatten(treedef, leaves)
+        return simulate(
+            v0, w0, teacher, data, lr, r, ste=ste, rule=rule, optimizer=optimizer,
+            steps=steps, record_every=record_every, tol=tol,
+        )
+
+    if any(in_axes_flags):
+        one = jax.vmap(one, in_axes=tuple(0 if f else None for f in in_axes_flags))
+    return jax.jit(one)
+
+
+def run(
+    v0,
+    w0,
+    teacher,
+    data,
+    *,
+    ste="crelu",
+    r=1.0,
+    lr=None,
+    steps=1000,
+    rule="coarse",
+    optimizer=None,
+    record_every=None,
+    tol=Tolerances(),
+):
+    """Simulate coarse gradient descent (Yin et al. Algorithm 1) and its relatives.
+
+    One compiled ``lax.scan``; metrics are recorded every ``record_every``
+    steps by a nested scan, so long runs store little.
+
+    Batches: ``v0`` (B, m), ``w0`` (B, n), ``teacher.v`` (B, m),
+    ``teacher.w`` (B, n), ``lr`` (B,), ``r`` (B,) and ``Gaussian.sigma``
+    (B,) may each carry a leading batch axis (the others are shared); all B
+    runs go through one compiled, vmapped call. A run that diverges stops at
+    its last finite state and never affects the others.
+
+    Args:
+      v0: initial ``v``, shape (m,) or (B, m), floating.
+      w0: initial ``w``, shape (n,) or (B, n), nonzero.
+      teacher: :class:`stedyn.Teacher`.
+      data: :class:`stedyn.Gaussian` (exact) or :class:`stedyn.Empirical`.
+      ste: STE name or :class:`stedyn.STE` (ignored by ``rule="true"``).
+      r: clip value, > 0 (``crelu``, ``clipped_identity``).
+      lr: learning rate eta > 0; default 0.01. With ``optimizer`` a factory,
+        it is passed to it; an optax ``GradientTransformation`` owns its step
+        size, so ``lr`` must then be left out.
+      steps: number of updates, >= 0.
+      rule: ``"coarse"`` (Algorithm 1), ``"true"`` (population gradient
+        descent) or ``"normalized"`` (BCGD eq. 20: ``w`` renormalized to unit
+        norm after every step).
+      optimizer: ``None`` (plain step ``-lr * direction``), an optax
+        ``GradientTransformation`` (e.g. ``optax.adam(1e-2)``, schedules
+        included), or a factory called as ``optimizer(lr)`` (e.g.
+        ``optax.adam`` or ``functools.partial(optax.sgd, momentum=0.9)``),
+        which lets ``lr`` be batched. The optimizer acts on the rule's
+        directions.
+      record_every: record stride k >= 1; default ``max(1, steps // 200)``.
+        Records are at steps 0, k, 2k, ... and the last step.
+      tol: :class:`Tolerances` for the outcome.
+
+    Returns:
+      :class:`RunResult`.
+
+    Raises:
+      ValueError: bad shapes, names or values, naming the argument.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
+    ste = resolve_ste(ste)
+    if rule != "true":
+        check_ste_for_data(ste, data)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0; got {steps!r}")
+    steps = int(steps)
+    if record_every is None:
+        record_every = max(1, steps // 200)
+    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) or record_every < 1:
+        raise ValueError(f"record_every must be an int >= 1; got {record_every!r}")
+    if not isinstance(tol, Tolerances):
+        raise ValueError(f"tol must be an stedyn.Tolerances; got {type(tol).__name__}")
+    if optimizer is not None:
+        import optax
+
+        is_tx = isinstance(optimizer, optax.GradientTransformation)
+        if not is_tx and not callable(optimizer):
+            raise ValueError(
+                "optimizer must be None, an optax.GradientTransformation or a factory lr -> "
+                f"GradientTransformation; got {type(optimizer).__name__}"
+            )
+        if is_tx and lr is not None:
+            raise ValueError(
+                "lr must be left out when optimizer is an optax.GradientTransformation (it owns its "
+                "step size); pass a factory such as optax.adam to combine it with lr"
+            )
+    if lr is None:
+        lr = 0.01
+    if not isinstance(teacher, Teacher):
+        raise ValueError(f"teacher must be an stedyn.Teacher; got {type(teacher).__name__}")
+
+    v0 = _check_floating("v0", v0, jnp.ndim(v0) if jnp.ndim(v0) in (1, 2) else 1)
+    w0 = _check_floating("w0", w0, jnp.ndim(w0) if jnp.ndim(w0) in (1, 2) else 1)
+    dtype = jnp.result_type(v0.dtype, w0.dtype)
+    tv = _check_floating("teacher.v", teacher.v, jnp.ndim(teacher.v) if jnp.ndim(teacher.v) in (1, 2) else 1)
+    tw = _check_floating("teacher.w", teacher.w, jnp.ndim(teacher.w) if jnp.ndim(teacher.w) in (1, 2) else 1)
+    lr = _as_float_array("lr", lr, dtype)
+    r = _as_float_array("r", r, dtype)
+    _positive_all("lr", lr)
+    if ste.uses_r:
+        _positive_all("r", r)
+    teacher = Teacher(tv.astype(dtype), tw.astype(dtype), teacher.activation)
+
+    event = {"v0": 1, "w0": 1, "teacher.v": 1, "teacher.w": 1, "lr": 0, "r": 0}
+    named = {"v0": v0, "w0": w0, "teacher.v": tv, "teacher.w": tw, "lr": lr, "r": r}
+    dnd = _data_event_ndims(data)
+    for fname, nd in dnd.items():
+        named[f"{type(data).__name__}.{fname}"] = getattr(data, fname)
+        event[f"{type(data).__name__}.{fname}"] = nd
+    batch = {}
+    for name, x in named.items():
+        nd = jnp.ndim(x)
+        if nd == event[name] + 1:
+            batch[name] = jnp.shape(x)[0]
+        elif nd != event[name]:
+            raise ValueError(
+                f"{name} must have {event[name]} dimension(s), or {event[name] + 1} with a leading "
+                f"batch axis; got shape {tuple(jnp.shape(x))}"
+            )
+    sizes = set(batch.values())
+    if len(sizes) > 1:
+        raise ValueError(f"batch axes disagree in size: {batch}")
+    if sizes and 0 in sizes:
+        raise ValueError("the batch axis must have at least one entry")
+
+    # Validate one configuration for shapes/names, then every value.
+    def first(x, name):
+        return x[0] if name in batch else x
+
+    one_data = jax.tree_util.tree_map(lambda x: x, data)
+    if any(n.startswith(type(data).__name__ + ".") for n in batch):
+        one_data = dataclasses.replace(
+            data, **{f: getattr(data, f)[0] for f in dnd if f"{type(data).__name__}.{f}" in batch}
+        )
+    check_problem(
+        first(v0, "v0"), first(w0, "w0"), Teacher(first(tv, "teacher.v"), first(tw, "teacher.w"), teacher.activation),
+        one_data,
+    )
+    for name, x in (("w0", w0), ("teacher.w", tw)):
+        c = _concrete(x)
+        if c is not None and np.any(np.all(c == 0, axis=-1)):
+            raise ValueError(f"{name} must be nonzero in every batch entry")
+    if isinstance(data, Gaussian):
+        _positive_all("Gaussian.sigma", data.sigma)
+    else:
+        check_data(one_data, v0.shape[-1], w0.shape[-1])
+
+    leaves, treedef = jax.tree_util.tree_flatten((v0.astype(dtype), w0.astype(dtype), teacher, data, lr, r))
+    # Flags per leaf: recompute from the same names in flattening order.
+    flag_tree = (
+        "v0" in batch,
+        "w0" in batch,
+        Teacher("teacher.v" in batch, "teacher.w" in batch, teacher.activation),
+        dataclasses.replace(data, **{f: f"{type(data).__name__}.{f}" in batch for f in dnd}),
+        "lr" in batch,
+        "r" in batch,
+    )
+    flags = tuple(bool(f) for f in jax.tree_util.tree_leaves(flag_tree))
+    if len(flags) != len(leaves):  # pragma: no cover - a data class with unlisted fields
+        raise ValueError(f"{type(data).__name__}: event_ndims must list every array field")
+    fn = _compiled(flags, treedef, (ste, rule, optimizer, steps, record_every, tol))
+    out = fn(*leaves)
+    code = np.asarray(out["outcome_code"])
+    names = np.asarray(OUTCOMES)[code]
+    return RunResult(
+        v=out["v"],
+        w=out["w"],
+        outcome=str(names) if code.ndim == 0 else names,
+        outcome_code=out["outcome_code"],
+        stop_step=out["stop_step"],
+        steps=_record_steps(steps, record_every),
+        trajectory=out["records"],
+        final={name: out["final_" + name] for name in METRICS},
+    )
