@@ -184,7 +184,10 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
     theory = _known_points(teacher, data, dtype) if _has_theory(teacher, data) else None
     opt = _make_optimizer(optimizer, lr)
     params = (v0, w0)
-    opt_state = opt.init(params) if opt is not None else ()
+    # optax mixes int32 step counts with floats (bias corrections, schedules),
+    # which strict dtype promotion rejects; its arithmetic is optax's business.
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = opt.init(params) if opt is not None else ()
     w0n = nm.safe_norm(w0)
     # v has a bounded optimum for every w, so |v| far beyond both |v0| and
     # |v*| means the iteration is blowing up, not drifting.
@@ -197,7 +200,8 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
         if opt is None:
             v1, w1, ostate1 = v - lr * gv, w - lr * gw, ostate
         else:
-            upd, ostate1 = opt.update((gv, gw), ostate, (v, w))
+            with jax.numpy_dtype_promotion("standard"):
+                upd, ostate1 = opt.update((gv, gw), ostate, (v, w))
             v1, w1 = v + upd[0].astype(dtype), w + upd[1].astype(dtype)
         if rule == "normalized":
             w1 = w1 / nm.safe_norm(w1)
