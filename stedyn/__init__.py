@@ -1,6 +1,11 @@
 """stedyn: population dynamics of activation-quantized networks trained with STEs."""
 
 from ._activations import Activation as Activation
+from ._config import ConfigError as ConfigError
+from ._config import SweepConfig as SweepConfig
+from ._config import default_config as default_config
+from ._config import load_config as load_config
+from ._config import parse_config as parse_config
 from ._dynamics import METRICS as METRICS
 from ._dynamics import OUTCOMES as OUTCOMES
 from ._dynamics import RunResult as RunResult
@@ -13,6 +18,9 @@ from ._population import coarse_grad as coarse_grad
 from ._population import population_grad as population_grad
 from ._population import population_loss as population_loss
 from ._ste import STE as STE
+from ._sweep import load_results as load_results
+from ._sweep import merge as merge
+from ._sweep import sweep as sweep
 from ._theory import PointDistance as PointDistance
 from ._theory import StationaryPoint as StationaryPoint
 from ._theory import classify_point as classify_point

@@ -1,5 +1,5 @@
 import sys
 
-from ._demo import main
+from ._cli import main
 
 sys.exit(main())

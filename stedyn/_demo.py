@@ -1,6 +1,6 @@
-"""``python -m stedyn``: exact population quantities next to Monte-Carlo estimates.
+"""``stedyn demo``: exact population quantities next to Monte-Carlo estimates.
 
-The main job until the sweep command exists: for one random configuration and
+For one random configuration and
 every built-in teacher and STE, print the exact Gaussian value and a
 large-sample Monte-Carlo estimate with its standard error.
 """
@@ -21,7 +21,7 @@ from ._population import coarse_grad, population_loss
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m stedyn", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="stedyn demo", description=__doc__.splitlines()[0])
     p.add_argument("--m", type=int, default=4, help="rows of Z (hidden units), default 4")
     p.add_argument("--n", type=int, default=6, help="filter size, default 6")
     p.add_argument("--sigma", type=float, default=1.0, help="input standard deviation, default 1")
