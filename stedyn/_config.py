@@ -317,8 +317,8 @@ v_scale = 1.0
 
 [train]
 lr = 0.05
-steps = 2000
-record_every = 50
+steps = 4000
+record_every = 100
 
 [axes]
 ste = ["identity", "relu", "crelu"]
