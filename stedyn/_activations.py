@@ -35,6 +35,11 @@ from . import _numerics as nm
 _HALF_PI = 0.5 * math.pi
 
 
+def _is_zero(x):
+    """Whether ``x`` is a Python number equal to 0 (a window edge known at trace time)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == 0
+
+
 def _safe_div(num, den):
     """``num / den`` with ``den -> 0`` mapped to a huge finite value (gradient 0)."""
     small = jnp.abs(den) <= nm._tiny(den) * 1e4
@@ -144,8 +149,8 @@ class Binary(Activation):
 
     def window_deriv(self, l, h, a, phi, c, s):
         # E[1{l<s1<h} delta(a t)] = phi(0)/a * P(l < s1 < h | t = 0), s1 | t=0 ~ N(0, s^2).
-        up = 1.0 if h is None else nm.cdf_of_ratio(h, s)
-        dn = 0.0 if l is None else nm.cdf_of_ratio(l, s)
+        up = 1.0 if h is None else (0.5 if _is_zero(h) else nm.cdf_of_ratio(h, s))
+        dn = 0.0 if l is None else (0.5 if _is_zero(l) else nm.cdf_of_ratio(l, s))
         return nm.INV_SQRT_2PI / a * (up - dn)
 
 
@@ -177,10 +182,15 @@ class ReLU(Activation):
         return a * (1.0 + c) * (0.5 * nm.INV_SQRT_2PI)
 
     def window_deriv(self, l, h, a, phi, c, s):
-        # P(l < s1 < h, t > 0) = G(l) - G(h), G(e) = P(s1 > e, t > 0) via Owen's T.
-        alpha = _HALF_PI - phi
-        g_l = 0.5 if l is None else nm.upper_orthant(l, alpha)
-        g_h = 0.0 if h is None else nm.upper_orthant(h, alpha)
+        # P(l < s1 < h, t > 0) = G(l) - G(h), G(e) = P(s1 > e, t > 0) via Owen's T;
+        # G(0) = (pi - phi) / (2 pi) (Yin Lemma 9) where an edge is a literal 0.
+        def g(e):
+            if _is_zero(e):
+                return (math.pi - phi) / (2.0 * math.pi)
+            return nm.orthant_cs(e, c, s)
+
+        g_l = 0.5 if l is None else g(l)
+        g_h = 0.0 if h is None else g(h)
         return (g_l - g_h) + 0.0 * a
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from . import _numerics as nm
 from ._model import Empirical, Gaussian, Teacher, _check_floating, _concrete, check_data, check_problem
 from ._population import check_ste_for_data, coarse_grad_core, loss_core, true_grad_core
+from . import _gaussian
 from ._ste import resolve_ste
 from . import _theory
 
@@ -130,37 +131,187 @@ def _directions(v, w, teacher, data, ste, r, rule):
     return coarse_grad_core(v, w, teacher, data, ste, r)
 
 
-def _metrics(v, w, teacher, data, ste, r, rule, theory):
-    """Recorded quantities at one state, and the split of its direction."""
-    gv, gw = _directions(v, w, teacher, data, ste, r, rule)
-    phi, _, _, wh, _ = nm.angle_cos_sin(w, teacher.w)
-    wn = nm.safe_norm(w)
-    vn = nm.safe_norm(v) * nm.safe_norm(teacher.v)
-    v_cos = jnp.where(vn > 0, jnp.dot(v, teacher.v) / jnp.where(vn > 0, vn, 1.0), 0.0)
-    g_rad = jnp.dot(gw, wh)
-    g_tan = nm.safe_norm(gw - g_rad * wh)
+def _point_metrics(theory, phi, sq_dists):
+    """``(stationary_dist, pi_is_min, nearest)`` from squared v-distances to the 3 points."""
     if theory is None:
-        dist = jnp.full((), jnp.nan, v.dtype)
-        pi_is_min = jnp.ones((), bool)
-        nearest = jnp.full((), -1, jnp.int32)
-    else:
-        pv, pa, exists, scale = theory
-        d = jnp.sqrt(jnp.sum((v[None, :] - pv) ** 2, axis=-1) / scale**2 + (phi - pa) ** 2)
-        d = jnp.where(jnp.arange(3) == 1, jnp.where(exists, d, jnp.inf), d)
-        dist = jnp.min(d)
-        pi_is_min = exists
-        nearest = jnp.argmin(d).astype(jnp.int32)
-    rec = dict(
-        loss=loss_core(v, w, teacher, data),
-        w_norm=wn,
-        angle=phi,
-        v_cos=v_cos,
-        dv_norm=nm.safe_norm(gv),
-        dw_norm=nm.safe_norm(gw),
-        stationary_dist=dist,
-    )
-    split = dict(gv=nm.safe_norm(gv), g_rad=jnp.abs(g_rad), g_tan=g_tan, pi_is_min=pi_is_min, nearest=nearest)
+        return jnp.full((), jnp.nan, phi.dtype), jnp.ones((), bool), jnp.full((), -1, jnp.int32)
+    _, pa, exists, scale = theory
+    d = jnp.sqrt(sq_dists / scale**2 + (phi - pa) ** 2)
+    d = jnp.where(jnp.arange(3) == 1, jnp.where(exists, d, jnp.inf), d)
+    return jnp.min(d), exists, jnp.argmin(d).astype(jnp.int32)
+
+
+def _record(loss, wn, phi, v_cos, gv_norm, gw_norm, g_rad, g_tan, point):
+    dist, pi_is_min, nearest = point
+    rec = dict(loss=loss, w_norm=wn, angle=phi, v_cos=v_cos, dv_norm=gv_norm, dw_norm=gw_norm, stationary_dist=dist)
+    split = dict(gv=gv_norm, g_rad=jnp.abs(g_rad), g_tan=g_tan, pi_is_min=pi_is_min, nearest=nearest)
     return rec, split
+
+
+class _VectorPath:
+    """The state is ``(v, w)`` itself; any data, rule and optimizer."""
+
+    def __init__(self, v0, w0, teacher, data, ste, r, rule, theory):
+        self.teacher, self.data, self.ste, self.r, self.rule, self.theory = teacher, data, ste, r, rule, theory
+        self.p0 = (v0, w0)
+
+    def direction(self, p):
+        return _directions(p[0], p[1], self.teacher, self.data, self.ste, self.r, self.rule)
+
+    def norms(self, p):
+        return nm.safe_norm(p[0]), nm.safe_norm(p[1])
+
+    def normalize_w(self, p):
+        return (p[0], p[1] / nm.safe_norm(p[1]))
+
+    def metrics(self, p, g):
+        v, w = p
+        gv, gw = g
+        teacher = self.teacher
+        phi, _, _, wh, _ = nm.angle_cos_sin(w, teacher.w)
+        vn = nm.safe_norm(v) * nm.safe_norm(teacher.v)
+        v_cos = jnp.where(vn > 0, jnp.dot(v, teacher.v) / jnp.where(vn > 0, vn, 1.0), 0.0)
+        g_rad = jnp.dot(gw, wh)
+        g_tan = nm.safe_norm(gw - g_rad * wh)
+        sq = None if self.theory is None else jnp.sum((v[None, :] - self.theory[0]) ** 2, axis=-1)
+        return _record(
+            loss_core(v, w, teacher, self.data), nm.safe_norm(w), phi, v_cos, nm.safe_norm(gv), nm.safe_norm(gw),
+            g_rad, g_tan, _point_metrics(self.theory, phi, sq),
+        )
+
+    def vectors(self, p):
+        return p
+
+
+def _orthonormal(x, basis):
+    """Unit part of ``x`` orthogonal to the unit vectors ``basis`` (0 if none).
+
+    Classical Gram-Schmidt applied twice, so a residual at rounding level is
+    still orthogonal to the basis to rounding ("twice is enough").
+    """
+    for _ in range(2):
+        for e in basis:
+            x = x - jnp.dot(x, e) * e
+    return nm.safe_normalize(x)
+
+
+class _ReducedPath:
+    """Gaussian data with plain steps: the exact dynamics in 5 coordinates.
+
+    Every direction is a combination of ``v``, ``1``, ``v*`` (for ``v``) and
+    of ``w^``, ``w*^`` (for ``w``), so ``v`` stays in ``span{v0, 1, v*}`` and
+    ``w`` in ``span{w0, w*}`` for all time (Algorithm 1, true gradient descent
+    and the normalized rule alike). With orthonormal bases ``e1 = 1/sqrt(m)``,
+    ``e2 = unit(v* - mean(v*) 1)``, ``e3`` (the rest of ``v0``) and ``u``
+    (the part of ``w0`` orthogonal to ``w*``), ``w*^``, the state is
+    ``v = c0 e1 + c1 e2 + c2 e3`` and ``w = x u + y w*^``, and every sum the
+    closed forms need is exact in these coordinates::
+
+        |v|^2 = |c|^2, 1^T v = sqrt(m) c0, v.v* = c0 p0 + c1 p1,
+        |w| = hypot(x, y), angle = atan2(|x|, y)
+
+    (``p0 = 1^T v* / sqrt(m)``, ``p1 = |v* - mean(v*) 1|``). A step then costs
+    the scalar closed forms plus a few dozen flops, independent of ``m`` and
+    ``n``, with no reductions over vectors; the angle comes straight from
+    ``atan2`` of the two coordinates, accurate to rounding at 0 and pi.
+    ``v`` and ``w`` are rebuilt from the coordinates at the end.
+    """
+
+    def __init__(self, v0, w0, teacher, data, ste, r, rule, theory):
+        from ._population import _sigma
+
+        self.act, self.ste, self.r, self.rule = teacher.act, ste, r, rule
+        self.sigma = _sigma(data, v0)
+        m = v0.shape[0]
+        dtype = v0.dtype
+        self.sqm = math.sqrt(m)
+        e1 = jnp.full((m,), 1.0 / self.sqm, dtype)
+        vs = teacher.v
+        e2 = _orthonormal(vs, [e1])
+        e3 = _orthonormal(v0, [e1, e2])
+        self.E = (e1, e2, e3)
+        self.p0_ = jnp.sum(vs) / self.sqm
+        self.p1_ = jnp.dot(vs, e2)
+        self.svs = jnp.sum(vs)
+        self.vsvs = jnp.dot(vs, vs)
+        self.vsn = nm.safe_norm(vs)
+        self.wsn = nm.safe_norm(teacher.w)
+        self.wsh = teacher.w / self.wsn
+        self.u = _orthonormal(w0, [self.wsh])
+        self.p0 = tuple(jnp.dot(v0, e) for e in self.E) + (jnp.dot(w0, self.u), jnp.dot(w0, self.wsh))
+        if theory is not None:
+            pv = theory[0]
+            # The stationary points lie in span{1, v*}: their coordinates.
+            self.points = tuple((pv @ e1, pv @ e2, pv @ e3) for _ in (0,))[0]
+        self.theory = theory
+
+    def _q(self, p):
+        c0, c1, c2, _, _ = p
+        return dict(
+            vv=c0 * c0 + c1 * c1 + c2 * c2, sv=self.sqm * c0, svs=self.svs,
+            vvs=c0 * self.p0_ + c1 * self.p1_, vsvs=self.vsvs,
+        )
+
+    def _g(self, p):
+        x, y = p[3], p[4]
+        nw = jnp.sqrt(x * x + y * y)
+        ax = jnp.abs(x)
+        c, s = y / nw, ax / nw
+        return dict(phi=jnp.arctan2(ax, y), c=c, s=s, a=self.sigma * self.wsn, b=self.sigma * nw, nw=nw)
+
+    def direction(self, p):
+        act = self.act
+        c0, c1, c2, x, y = p
+        g, q = self._g(p), self._q(p)
+        m1, P = _gaussian.grad_v_from(act, g, q)
+        k1 = 0.25 * q["sv"] - 0.5 * m1 * self.svs
+        kvs = P - 0.5 * m1
+        gv = (0.25 * c0 + k1 * self.sqm - kvs * self.p0_, 0.25 * c1 - kvs * self.p1_, 0.25 * c2)
+        nw = g["nw"]
+        if self.rule == "true":
+            k = _gaussian.true_w_from(act, g, q)
+            pos = g["s"] > 8.0 * jnp.finfo(jnp.result_type(nw)).eps
+            # unit(w*^ - c w^) = sign(x) (-y, x) / |w|.
+            kk = jnp.where(pos, k * jnp.sign(x) / nw, 0.0)
+            gw = (-kk * y, kk * x)
+        else:
+            kr, kt = _gaussian.coarse_w_from(act, g, q, m1, self.ste, self.r)
+            # sigma (kr w^ - kt (w*^ - c w^)), with w*^ - c w^ = (-x y, x^2) / |w|^2.
+            a = kr / nw
+            b = kt * x / (nw * nw)
+            gw = (self.sigma * (a * x + b * y), self.sigma * (a * y - b * x))
+        return gv + gw
+
+    def norms(self, p):
+        c0, c1, c2, x, y = p
+        return jnp.sqrt(c0 * c0 + c1 * c1 + c2 * c2), jnp.sqrt(x * x + y * y)
+
+    def normalize_w(self, p):
+        nw = jnp.sqrt(p[3] * p[3] + p[4] * p[4])
+        return p[:3] + (p[3] / nw, p[4] / nw)
+
+    def metrics(self, p, g):
+        c0, c1, c2, x, y = p
+        geo, q = self._g(p), self._q(p)
+        nw = geo["nw"]
+        vn = jnp.sqrt(q["vv"]) * self.vsn
+        v_cos = jnp.where(vn > 0, q["vvs"] / jnp.where(vn > 0, vn, 1.0), 0.0)
+        gx, gy = g[3], g[4]
+        g_rad = (gx * x + gy * y) / nw
+        g_tan = jnp.abs(gx * y - gy * x) / nw
+        sq = None
+        if self.theory is not None:
+            P0, P1, P2 = self.points
+            sq = (c0 - P0) ** 2 + (c1 - P1) ** 2 + (c2 - P2) ** 2
+        return _record(
+            _gaussian.loss_from(self.act, geo, q), nw, geo["phi"], v_cos,
+            jnp.sqrt(g[0] ** 2 + g[1] ** 2 + g[2] ** 2), jnp.sqrt(gx * gx + gy * gy), g_rad, g_tan,
+            _point_metrics(self.theory, geo["phi"], sq),
+        )
+
+    def vectors(self, p):
+        e1, e2, e3 = self.E
+        return p[0] * e1 + p[1] * e2 + p[2] * e3, p[3] * self.u + p[4] * self.wsh
 
 
 def _make_optimizer(optimizer, lr):
@@ -189,44 +340,54 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
       dict with ``v``, ``w`` (final), ``records`` (metric -> (R,)),
       ``outcome_code``, ``stop_step`` (-1 if every step ran) and the final
       metrics ``final_<name>``.
+
+    Gaussian data with plain steps (``optimizer=None``) runs in the reduced
+    coordinates of :class:`_ReducedPath` (exact; cost independent of m and
+    n); anything else steps the vectors themselves. Either way the direction
+    at the current state is carried from one step to the next, so the
+    records reuse it instead of evaluating it again.
     """
     dtype = v0.dtype
     theory = _known_points(teacher, data, dtype) if _has_theory(teacher, data) else None
     opt = _make_optimizer(optimizer, lr)
-    params = (v0, w0)
+    reduced = opt is None and isinstance(data, Gaussian)
+    path = (_ReducedPath if reduced else _VectorPath)(v0, w0, teacher, data, ste, r, rule, theory)
+    params = path.p0
     # optax mixes int32 step counts with floats (bias corrections, schedules),
     # which strict dtype promotion rejects; its arithmetic is optax's business.
     with jax.numpy_dtype_promotion("standard"):
         opt_state = opt.init(params) if opt is not None else ()
-    w0n = nm.safe_norm(w0)
+    vn0, w0n = path.norms(params)
     # v has a bounded optimum for every w, so |v| far beyond both |v0| and
     # |v*| means the iteration is blowing up, not drifting.
-    v_cap = tol.w_ratio * (nm.safe_norm(v0) + nm.safe_norm(teacher.v))
+    v_cap = tol.w_ratio * (vn0 + nm.safe_norm(teacher.v))
 
-    def step(carry, _):
-        v, w, ostate, status, stop, t = carry
+    def sel(take, new, old):
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, old)
+
+    def step(carry):
+        p, g, ostate, status, stop, t = carry
         t = t + 1
-        gv, gw = _directions(v, w, teacher, data, ste, r, rule)
         if opt is None:
-            v1, w1, ostate1 = v - lr * gv, w - lr * gw, ostate
+            p1, ostate1 = jax.tree_util.tree_map(lambda x, d: x - lr * d, p, g), ostate
         else:
             with jax.numpy_dtype_promotion("standard"):
-                upd, ostate1 = opt.update((gv, gw), ostate, (v, w))
-            v1, w1 = v + upd[0].astype(dtype), w + upd[1].astype(dtype)
+                upd, ostate1 = opt.update(g, ostate, p)
+            p1 = jax.tree_util.tree_map(lambda x, u: x + u.astype(dtype), p, upd)
         if rule == "normalized":
-            w1 = w1 / nm.safe_norm(w1)
-        wn1 = nm.safe_norm(w1)
-        finite = jnp.all(jnp.isfinite(v1)) & jnp.all(jnp.isfinite(w1)) & (wn1 > 0) & (nm.safe_norm(v1) <= v_cap)
+            p1 = path.normalize_w(p1)
+        vn1, wn1 = path.norms(p1)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(p1)]))
+        finite = finite & (wn1 > 0) & (vn1 <= v_cap)
         in_range = (wn1 <= w0n * tol.w_ratio) & (wn1 >= w0n / tol.w_ratio)
         running = status == _RUNNING
         take = running & finite
-        v = jnp.where(take, v1, v)
-        w = jnp.where(take, w1, w)
-        ostate = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), ostate1, ostate)
+        g1 = path.direction(p1)
+        p, g, ostate = sel(take, (p1, g1, ostate1), (p, g, ostate))
         new_status = jnp.where(~finite, _STOP_NONFINITE, jnp.where(in_range, _RUNNING, _STOP_RANGE))
         status = jnp.where(running, new_status, status)
         stop = jnp.where(running & (new_status != _RUNNING), t, stop)
-        return (v, w, ostate, status, stop, t), None
+        return (p, g, ostate, status, stop, t)
 
     # One scan over the records; each entry first takes its number of steps
     # (0 for the initial record, k, ..., k, then the remainder). The step and
@@ -234,15 +395,19 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
     counts = np.diff(_record_steps(steps, record_every), prepend=0).astype(np.int32)
 
     def chunk(carry, n):
-        carry = jax.lax.fori_loop(0, n, lambda _, c: step(c, None)[0], carry)
-        rec, split = _metrics(carry[0], carry[1], teacher, data, ste, r, rule, theory)
-        return carry, (rec, split)
+        carry = jax.lax.fori_loop(0, n, lambda _, c: step(c), carry)
+        rec, _ = path.metrics(carry[0], carry[1])
+        return carry, rec
 
-    carry = (v0, w0, opt_state, jnp.int32(_RUNNING), jnp.int32(-1), jnp.int32(0))
-    carry, (records, splits) = jax.lax.scan(chunk, carry, jnp.asarray(counts))
-    last_split = jax.tree_util.tree_map(lambda x: x[-1], splits)
-    v, w, _, status, stop, _ = carry
+    carry = (params, path.direction(params), opt_state, jnp.int32(_RUNNING), jnp.int32(-1), jnp.int32(0))
+    carry, records = jax.lax.scan(chunk, carry, jnp.asarray(counts))
+    p, g, _, status, stop, _ = carry
+    _, last_split = path.metrics(p, g)
     code = _classify(records, last_split, status, rule, tol)
+    # A run that never took a step returns its inputs bit for bit (the
+    # reduced coordinates rebuild them only to rounding).
+    moved = jnp.where(stop >= 0, stop > 1, steps > 0)
+    v, w = jax.tree_util.tree_map(lambda a, b: jnp.where(moved, a, b), path.vectors(p), (v0, w0))
     out = dict(v=v, w=w, records=records, outcome_code=code, stop_step=stop)
     for name in METRICS:
         out["final_" + name] = records[name][-1]

@@ -51,6 +51,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from . import _numerics as nm
+from ._activations import _is_zero
 
 
 def _geometry(w, teacher, sigma):
@@ -72,11 +73,16 @@ def _moments(act, g):
     return m1, m2, P
 
 
-def loss(v, w, teacher, sigma):
-    """Population loss for Gaussian input (Yin Lemma 1; Proper-STE eq. 20)."""
-    act = teacher.act
-    g = _geometry(w, teacher, sigma)
-    q = _v_sums(v, teacher.v)
+# ---------------------------------------------------------------------------
+# Scalar cores. Everything below depends on v and w only through the five
+# sums ``q`` and the geometry ``g`` (angle, its cosine and sine, |w|, and the
+# scales a, b); the directions are fixed combinations of v, 1, v* and w^, w*^.
+# The vector functions further down and the reduced-coordinate dynamics of
+# :mod:`stedyn._dynamics` both call these, so there is one implementation.
+
+
+def loss_from(act, g, q):
+    """Population loss from the sums ``q`` and geometry ``g``."""
     m1, m2, P = _moments(act, g)
     return (
         0.125 * (q["vv"] + q["sv"] ** 2)
@@ -84,6 +90,22 @@ def loss(v, w, teacher, sigma):
         - 0.5 * (q["sv"] * q["svs"] - q["vvs"]) * m1
         + 0.5 * (q["vsvs"] * m2 + (q["svs"] ** 2 - q["vsvs"]) * m1 * m1)
     )
+
+
+def grad_v_from(act, g, q):
+    """``(m1, P)``: ``dL/dv = 1/4 (v + (1^T v) 1) - (P - m1/2) v* - m1/2 (1^T v*) 1``."""
+    return act.mean(g["a"]), act.half_mean(g["a"], g["phi"], g["c"], g["s"])
+
+
+def true_w_from(act, g, q):
+    """``k``: ``dL/dw = k * unit(w*^ - c w^)`` (0 at angle 0 and pi)."""
+    K = act.deriv_scaled(g["a"], g["s"])
+    return -(q["vvs"] * g["a"] * nm.INV_SQRT_2PI * K / g["nw"])
+
+
+def loss(v, w, teacher, sigma):
+    """Population loss for Gaussian input (Yin Lemma 1; Proper-STE eq. 20)."""
+    return loss_from(teacher.act, _geometry(w, teacher, sigma), _v_sums(v, teacher.v))
 
 
 def _grad_v(v, vs, m1, P, q):
@@ -95,7 +117,7 @@ def true_grad(v, w, teacher, sigma):
     act = teacher.act
     g = _geometry(w, teacher, sigma)
     q = _v_sums(v, teacher.v)
-    m1, _, P = _moments(act, g)
+    m1, P = grad_v_from(act, g, q)
     dv = _grad_v(v, teacher.v, m1, P, q)
     # unit(w*^ - c w^) = (w*^ - c w^) / sin(phi), taken as 0 where sin(phi) is
     # at rounding level (parallel vectors whose components were rounded come
@@ -107,17 +129,27 @@ def true_grad(v, w, teacher, sigma):
     # unit vector to rounding even 1e-7 rad from alignment.
     rej = g["wsh"] - jnp.dot(g["wh"], g["wsh"]) * g["wh"]
     direction = jnp.where(pos, nm.safe_normalize(rej), 0.0)
-    K = act.deriv_scaled(g["a"], g["s"])
-    dw = -(q["vvs"] * g["a"] * nm.INV_SQRT_2PI * K / g["nw"]) * direction
+    dw = true_w_from(act, g, q) * direction
     return dv, dw
+
+
+def _scale_edge(e, b):
+    # None (infinite) and a literal 0 stay static, so the activations can use
+    # their closed forms at 0 (e.g. G(0) = (pi - phi) / (2 pi)) and empty
+    # quadrature segments are dropped at trace time.
+    if e is None or _is_zero(e):
+        return e if e is None else 0.0
+    return e / b
 
 
 def _scaled_windows(ste, r, b):
     """The STE's windows in ``s1`` units: ``((l, h, weight), ...)``, None = infinite."""
-    out = []
-    for lo, hi, wt in ste.windows(r):
-        out.append((None if lo is None else lo / b, None if hi is None else hi / b, wt))
-    return out
+    return [(_scale_edge(lo, b), _scale_edge(hi, b), wt) for lo, hi, wt in ste.windows(r)]
+
+
+# Gauss-Legendre points per segment for the narrow-window moment
+# E[1{l < s1 < h} s1 F(s1)] (h - l < 1/2): float32 needs far fewer than float64.
+_NARROW_ORDER = {32: 8, 64: 20}
 
 
 def coarse_grad(v, w, teacher, sigma, ste, r):
@@ -125,9 +157,15 @@ def coarse_grad(v, w, teacher, sigma, ste, r):
     act = teacher.act
     g = _geometry(w, teacher, sigma)
     q = _v_sums(v, teacher.v)
-    m1, _, P = _moments(act, g)
+    m1, P = grad_v_from(act, g, q)
     dv = _grad_v(v, teacher.v, m1, P, q)
+    coef_wh, tan = coarse_w_from(act, g, q, m1, ste, r)
+    dw = sigma * (coef_wh * g["wh"] - tan * (g["wsh"] - g["c"] * g["wh"]))
+    return dv, dw
 
+
+def coarse_w_from(act, g, q, m1, ste, r):
+    """``(k_r, k_t)``: ``E[g_ste] = sigma (k_r w^ - k_t (w*^ - c w^))``."""
     a, c, s, phi = g["a"], g["c"], g["s"], g["phi"]
     zero = jnp.zeros_like(a)
 
@@ -136,14 +174,19 @@ def coarse_grad(v, w, teacher, sigma, ste, r):
         return zero if e is None else nm.norm_pdf(e) * act.smoothed(a * c * e, a * s)
 
     smoothed_at = jnp.vectorize(lambda x: act.smoothed(a * c * x, a * s))
-    xg, wg = nm.gauss_legendre(20, jnp.result_type(a))
+    dtype = jnp.result_type(a)
+    xg, wg = nm.gauss_legendre(_NARROW_ORDER.get(jnp.finfo(dtype).bits, 20), dtype)
 
-    def s1_moment_direct(l, h):
+    def s1_moment_direct(l, h, l_static_zero):
         # E[1{l < s1 < h} s1 F(s1)] by Gauss-Legendre on [l, 0] and [0, h]
-        # (F may jump or kink at 0).
-        mid = jnp.clip(zero, l, h)
+        # (F may jump or kink at 0); one segment when l is the literal 0.
+        if l_static_zero:
+            segments = ((zero, h),)
+        else:
+            mid = jnp.clip(zero, l, h)
+            segments = ((l, mid), (mid, h))
         total = zero
-        for u, z in ((l, mid), (mid, h)):
+        for u, z in segments:
             half = 0.5 * (z - u)
             x = u + half * (xg + 1.0)
             total = total + half * jnp.sum(wg * nm.norm_pdf(x) * x * smoothed_at(x))
@@ -156,23 +199,23 @@ def coarse_grad(v, w, teacher, sigma, ste, r):
     alpha = beta = lam = D = zero
     for l, h, wt in _scaled_windows(ste, r, g["b"]):
         alpha = alpha + wt * nm.norm_pdf_diff(l, h)
-        lp = zero if l is None else jnp.maximum(l, 0.0)
-        hp = None if h is None else jnp.maximum(h, 0.0)
+        lp = 0.0 if (l is None or _is_zero(l)) else jnp.maximum(l, 0.0)
+        hp = None if h is None else (0.0 if _is_zero(h) else jnp.maximum(h, 0.0))
         beta = beta + wt * nm.norm_pdf_diff(lp, hp)
         d_k = act.window_deriv(l, h, a, phi, c, s)
         lam_k = pdf_f(l) - pdf_f(h) + a * c * d_k
         if l is not None and h is not None:
             narrow = (h - l) < 0.5
-            lam_k = jnp.where(narrow, s1_moment_direct(jnp.where(narrow, l, 0.0), jnp.where(narrow, h, 0.25)), lam_k)
+            lz = _is_zero(l)
+            l_in = l if lz else jnp.where(narrow, l, 0.0)
+            lam_k = jnp.where(narrow, s1_moment_direct(l_in, jnp.where(narrow, h, 0.25), lz), lam_k)
         lam = lam + wt * lam_k
         D = D + wt * d_k
 
-    wh, wsh = g["wh"], g["wsh"]
     coef_wh = (
         q["vv"] * beta
         + 0.5 * (q["sv"] ** 2 - q["vv"]) * alpha
         - q["vvs"] * lam
         - (q["sv"] * q["svs"] - q["vvs"]) * m1 * alpha
     )
-    dw = sigma * (coef_wh * wh - q["vvs"] * a * D * (wsh - c * wh))
-    return dv, dw
+    return coef_wh, q["vvs"] * a * D

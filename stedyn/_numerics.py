@@ -223,49 +223,78 @@ def gauss_integral(fn, lo=None, hi=None, *, features=(), dtype):
     return jnp.sum(half * jnp.sum(wq[None, :] * vals, axis=1))
 
 
+# Gauss-Legendre orders for Owen's T in the form ``int_0^a exp(-h^2 (1 + x^2) / 2)
+# / (1 + x^2) dx`` with ``0 <= a <= 1`` (measured against scipy's owens_t over
+# h in [0, 12], a in [0, 1]): 8 nodes reach 3e-12 absolute (far below float32
+# rounding); 20 nodes reach 2.4e-13 relative for h <= 8 and 6e-17 absolute.
+_OWEN_ORDER = {32: 8, 64: 20}
+
+
+def _bits(dtype):
+    return jnp.finfo(dtype).bits
+
+
+def owens_t_ratio(h, p, q):
+    """Owen's T function ``T(h, p / q)`` for ``q >= 0`` (``q = 0``: ``a = +-inf``).
+
+    ``T(h, a) = (1/2pi) int_0^a exp(-h^2 (1 + x^2) / 2) / (1 + x^2) dx``. For
+    ``|a| <= 1`` the integrand is smooth on ``[0, |a|]`` (poles at ``+-i``, at
+    distance 1) and a fixed Gauss-Legendre rule in ``x`` is accurate to
+    rounding with 8 nodes in float32 and 20 in float64 (see ``_OWEN_ORDER``).
+    For ``|a| > 1`` the reflection
+    ``T(h, a) + T(a h, 1/a) = 1/4 - (Phi(h) - 1/2)(Phi(a h) - 1/2)``
+    (``h, a >= 0``) moves the work to ``1/a < 1``. Only the selected branch's
+    integral is evaluated (one rule, not one per branch), and the ratio form
+    takes ``cot(phi) = cos / sin`` straight from the geometry, with angle 0 or
+    pi (``q = 0``) finite.
+    """
+    dtype = jnp.result_type(h, p, q)
+    x, wts = gauss_legendre(_OWEN_ORDER.get(_bits(dtype), 20), dtype)
+    h = jnp.abs(h)
+    sgn = jnp.sign(p)
+    ap = jnp.abs(p)
+    near = ap <= q
+    big = jnp.maximum(ap, q)
+    # Reduced slope min(|a|, 1/|a|) in [0, 1]; 0 for p = q = 0.
+    red = jnp.minimum(ap, q) / jnp.where(big > 0, big, 1.0)
+    tiny_q = q <= _tiny(q) * 1e4
+    ah = jnp.where(tiny_q, jnp.inf, h * ap / jnp.where(tiny_q, 1.0, q))
+    fin = jnp.isfinite(ah)
+    ah_fin = jnp.where(fin, ah, 0.0)
+    hh = jnp.where(near, h, ah_fin)
+    xs = 0.5 * red * (x + 1.0)
+    one_x2 = 1.0 + xs * xs
+    t_int = 0.25 * red * jnp.sum(wts * jnp.exp(-0.5 * hh * hh * one_x2) / one_x2) / math.pi
+    t_int = jnp.where(near | fin, t_int, 0.0)
+    phi_ah = jnp.where(fin, norm_cdf(ah_fin), 1.0)
+    refl = 0.25 - (norm_cdf(h) - 0.5) * (phi_ah - 0.5) - t_int
+    return sgn * jnp.where(near, t_int, refl)
+
+
 def owens_t_angle(h, alpha):
     """Owen's T function ``T(h, tan(alpha))`` for ``alpha`` in [-pi/2, pi/2].
 
-    ``T(h, a) = (1/2pi) int_0^atan(a) exp(-h^2 / (2 cos^2 t)) dt``. Taking the
-    angle ``alpha = atan(a)`` as the argument keeps ``a = +-inf`` (angle 0 or
-    pi between student and teacher) finite. For ``|alpha| <= pi/4`` the
-    integrand is smooth with ``cos t >= 0.7`` and a 32-point Gauss-Legendre
-    rule is accurate to rounding; for larger angles the integrand flattens
-    into an essential singularity at pi/2, so the reflection
-    ``T(h, a) + T(a h, 1/a) = 1/4 - (Phi(h) - 1/2)(Phi(a h) - 1/2)``
-    (h, a >= 0) moves the work back to an angle below pi/4.
+    Taking the angle ``alpha = atan(a)`` as the argument keeps ``a = +-inf``
+    finite; see :func:`owens_t_ratio`.
     """
-    dtype = jnp.result_type(h, alpha)
-    x, wts = gauss_legendre(32, dtype)
-    h = jnp.abs(h)
-    sgn = jnp.sign(alpha)
-    aa = jnp.abs(alpha)
-    quarter = 0.25 * math.pi
+    return owens_t_ratio(h, jnp.sin(alpha), jnp.cos(alpha))
 
-    def direct(hh, ang):
-        t = 0.5 * ang * (x + 1.0)
-        c = jnp.cos(t)
-        return 0.5 * ang * jnp.sum(wts * jnp.exp(-0.5 * hh * hh / (c * c))) / (2.0 * math.pi)
 
-    near = aa <= quarter
-    # Reflected branch: a = tan(aa) can be inf at aa = pi/2; cot(aa) = tan(pi/2 - aa).
-    comp = 0.5 * math.pi - aa
-    cos_aa = jnp.cos(aa)
-    tiny_cos = cos_aa <= _tiny(cos_aa) * 1e4
-    ah = jnp.where(tiny_cos, jnp.inf, h * jnp.sin(aa) / jnp.where(tiny_cos, 1.0, cos_aa))
-    ah_fin = jnp.where(jnp.isfinite(ah), ah, 0.0)
-    phi_ah = jnp.where(jnp.isfinite(ah), norm_cdf(ah_fin), 1.0)
-    t_refl = jnp.where(jnp.isfinite(ah), direct(ah_fin, jnp.where(near, 0.0, comp)), 0.0)
-    refl = 0.25 - (norm_cdf(h) - 0.5) * (phi_ah - 0.5) - t_refl
-    val = jnp.where(near, direct(h, jnp.where(near, aa, 0.0)), refl)
-    return sgn * val
+def orthant_cs(e, c, s):
+    """``P(s1 > e, t > 0)`` for standard normals with ``corr(s1, t) = c = cos(phi)``.
+
+    ``s = sin(phi) >= 0``. Owen's formula
+    ``int_e^inf phi(x) Phi(x cot(phi)) dx = Phi(-e)/2 + T(e, cot(phi))``, with
+    ``cot(phi) = c / s`` passed as a ratio (no trigonometry, exact at angle 0
+    and pi).
+    """
+    return 0.5 * norm_cdf(-e) + owens_t_ratio(e, c, s)
 
 
 def upper_orthant(e, alpha):
     """``P(s1 > e, t > 0)`` for standard normals with ``corr(s1, t) = sin(alpha)``.
 
     Here ``alpha = pi/2 - phi`` with ``phi`` the angle between student and
-    teacher, so the correlation is ``cos(phi)``. Owen's formula
-    ``int_e^inf phi(x) Phi(x cot(phi)) dx = Phi(-e)/2 + T(e, cot(phi))``.
+    teacher, so the correlation is ``cos(phi)``; see :func:`orthant_cs`.
     """
-    return 0.5 * norm_cdf(-e) + owens_t_angle(e, alpha)
+    return orthant_cs(e, jnp.sin(alpha), jnp.cos(alpha))

@@ -207,12 +207,19 @@ def _hashable(st):
     return tuple(sorted(st.items()))
 
 
+_LANES = 16  # float32 lanes of a 512-bit vector
+
+
 def _chunk_inputs(cfg, gidx, chunk, st, n_devices):
     dtype = np.dtype(st["dtype"])
     p = {name: _values(cfg, gidx, name, chunk.configs).astype(dtype) for name in DYNAMIC}
     p["seed"] = _values(cfg, gidx, "seed", chunk.configs).astype(np.uint32)
     n_real = len(chunk.configs)
-    pad = (-n_real) % n_devices
+    # Every device gets a whole number of SIMD vectors: XLA's CPU code may
+    # round a vector's tail lanes differently from full vectors, so a
+    # configuration's last bit would otherwise depend on where the chunking
+    # put it.
+    pad = (-n_real) % (n_devices * _LANES)
     if pad:  # repeat the last configuration; its copies are dropped afterwards
         p = {k: np.concatenate([v, np.repeat(v[-1:], pad)]) for k, v in p.items()}
     return p, n_real
