@@ -1,8 +1,10 @@
 """stedyn: population dynamics of activation-quantized networks trained with STEs."""
 
 from ._activations import Activation as Activation
+from ._empirical import sample_mixture as sample_mixture
 from ._model import Empirical as Empirical
 from ._model import Gaussian as Gaussian
+from ._model import GaussianMixture as GaussianMixture
 from ._model import Teacher as Teacher
 from ._population import coarse_grad as coarse_grad
 from ._population import population_grad as population_grad
