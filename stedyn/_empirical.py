@@ -42,7 +42,7 @@ def coarse_grad(v, w, teacher, Z, ste: STE, r):
     return jax.grad(sample_mean, argnums=(0, 1))(v, w)
 
 
-def sample_mixture(key, mixture, num_samples, dtype=None):
+def sample_mixture(mixture, num_samples, *, key, dtype=None):
     """Draw ``num_samples`` inputs ``Z`` from a :class:`stedyn.GaussianMixture`.
 
     The Monte-Carlo path of the Proper-STE paper's Sec. 4 (10,000 samples):
@@ -51,10 +51,10 @@ def sample_mixture(key, mixture, num_samples, dtype=None):
     ``eps`` standard normal.
 
     Args:
-      key: a JAX PRNG key (``jax.random.key(seed)``); the draw is a pure
-        function of it.
       mixture: the :class:`stedyn.GaussianMixture`.
       num_samples: number of samples ``N`` (static).
+      key: a JAX PRNG key (``jax.random.key(seed)``), keyword-only; the draw
+        is a pure function of it.
       dtype: floating dtype of ``Z``; default the dtype of ``mixture.means``.
 
     Returns:

@@ -79,10 +79,12 @@ exact steps and the nodes carry the gradient through their positions).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _numerics as nm
 from ._activations import Binary, ReLU, Tanh
@@ -156,7 +158,7 @@ _AS_P = 0.2316419
 _AS_B = (1.330274429, -1.821255978, 1.781477937, -0.356563782, 0.319381530)
 
 
-def _edge_terms(num, s, fast):
+def _edge_terms(num, s, fast, guard=True):
     """``(Phi(num / s), s phi(num / s))`` for ``s >= 0``, with the limits at ``s = 0``.
 
     ``Phi(num / s) = P(u > e | t)`` for ``num = ct - e``; the second term is the
@@ -164,22 +166,33 @@ def _edge_terms(num, s, fast):
     ``1{num > 0}`` (1/2 at 0) and 0, with finite gradients (double where, as
     in :func:`stedyn._numerics.cdf_of_ratio`). ``fast`` (float32) evaluates Phi
     from the same exponential as phi (A&S 26.2.17) instead of ``erfc``.
+    ``guard=False`` skips the ``s = 0`` branches, for callers that know
+    ``s`` is bounded away from 0.
     """
+    if not guard:
+        z = num * (1.0 / s)
+        pdf = nm.norm_pdf(z)
+        return _fast_cdf(z, fast, pdf), s * pdf
     small = s <= nm._tiny(s) * 1e4
     ss = jnp.where(small, 1.0, s)
     z = jnp.where(small, 0.0, num) / ss
     pdf = nm.norm_pdf(z)
-    if fast:
-        t = 1.0 / (1.0 + _AS_P * jnp.abs(z))
-        poly = _AS_B[0]
-        for coef in _AS_B[1:]:
-            poly = poly * t + coef
-        tail = pdf * t * poly
-        cdf = jnp.where(z >= 0, 1.0 - tail, tail)
-    else:
-        cdf = nm.norm_cdf(z)
+    cdf = _fast_cdf(z, fast, pdf)
     step = jnp.where(num > 0, 1.0, jnp.where(num < 0, 0.0, 0.5))
     return jnp.where(small, step, cdf), jnp.where(small, 0.0, s * pdf)
+
+
+def _fast_cdf(z, fast, pdf=None):
+    """``Phi(z)``: through ``erfc``, or (``fast``) A&S 26.2.17 from ``phi(z)``."""
+    if not fast:
+        return nm.norm_cdf(z)
+    pdf = nm.norm_pdf(z) if pdf is None else pdf
+    t = 1.0 / (1.0 + _AS_P * jnp.abs(z))
+    poly = _AS_B[0]
+    for coef in _AS_B[1:]:
+        poly = poly * t + coef
+    tail = pdf * t * poly
+    return jnp.where(z >= 0, 1.0 - tail, tail)
 
 
 def _norm_cdf_diff(l, h):
@@ -242,39 +255,24 @@ def _scaled_windows(ste, r, b, rho, step_edge):
     return out
 
 
-def _row_coarse_terms(act, ste, r, rho, q, a, b, c, s, rule, dtype):
-    """Per component and row: ``(P, M, V, C, alpha0, alpha1, beta0, beta1, E0, E1, D)``."""
-    lo, feats, fval, fder = _teacher_setup(act, q, a, rule, dtype)
-    width = _safe_div(s, jnp.abs(c))
-    step_edge = -rho
-    windows = _scaled_windows(ste, r, b, rho, step_edge)
+def _edges_of(windows, step_edge):
+    """Distinct finite edges (by identity), the step's own edge first."""
     edges = [step_edge]
     for l, h, _ in windows:
         for e in (l, h):
             if e is not None and not any(e is x for x in edges):
                 edges.append(e)
-    feats = feats + [(_safe_div(e, c), width, rule.grades) for e in edges]
-    t, wt = _nodes(lo, feats, rule, dtype)
-    ct = c * t
-    F = fval(t)
-    wF = wt * F
-    M = jnp.sum(wF)
-    # E f^2 - M^2 in one pass with M (f = 0 off the support of binary/relu).
-    V = jnp.sum(wF * F) - M * M
-    # One CDF (and one density, for E1) per distinct edge e:
-    # Q_e(t) = P(u > e | t), pdf_e(t) = s phi((e - ct) / s).
-    Q, pdf = zip(*[_edge_terms(ct - e, s, rule.fast_cdf) for e in edges])
+    return edges
 
-    def find(e):
-        return next(i for i, x in enumerate(edges) if x is e)
 
-    C = jnp.sum(wF * Q[0])
-    binary = isinstance(act, Binary)
-    wFd = None if binary else wt * fder(t, F)
-    tau = -_safe_div(q, a)
+def _index(edges, e):
+    return next(i for i, x in enumerate(edges) if x is e)
 
+
+def _closed_window_terms(windows, step_edge, dtype):
+    """``alpha0, alpha1, beta0, beta1`` (student-only, closed form)."""
     zero = jnp.zeros((), dtype)
-    alpha0 = alpha1 = beta0 = beta1 = E0 = E1 = D = zero
+    alpha0 = alpha1 = beta0 = beta1 = zero
     for l, h, w_k in windows:
         alpha0 = alpha0 + w_k * _norm_cdf_diff(l, h)
         alpha1 = alpha1 + w_k * nm.norm_pdf_diff(l, h)
@@ -282,28 +280,265 @@ def _row_coarse_terms(act, ste, r, rho, q, a, b, c, s, rule, dtype):
         hp = None if h is None else jnp.maximum(h, step_edge)
         beta0 = beta0 + w_k * _norm_cdf_diff(lp, hp)
         beta1 = beta1 + w_k * nm.norm_pdf_diff(lp, hp)
-        # P(l < u < h | t) = Q_l - Q_h;  E[u 1{l<u<h} | t] = ct P + pdf_l - pdf_h.
-        q_l = 1.0 if l is None else Q[find(l)]
-        q_h = 0.0 if h is None else Q[find(h)]
-        pw = q_l - q_h
-        mom = ct * pw
-        if l is not None:
-            mom = mom + pdf[find(l)]
-        if h is not None:
-            mom = mom - pdf[find(h)]
-        E0 = E0 + w_k * jnp.sum(wF * pw)
-        E1 = E1 + w_k * jnp.sum(wF * mom)
-        if binary:
-            # f'(q + a t) = delta(t - tau) / a.
-            ctau = c * tau
-            pl = 1.0 if l is None else nm.cdf_of_ratio(ctau - l, s)
-            ph = 0.0 if h is None else nm.cdf_of_ratio(ctau - h, s)
-            d_k = nm.norm_pdf(tau) / a * (pl - ph)
-        else:
-            d_k = jnp.sum(wFd * pw)
-        D = D + w_k * d_k
-    P = nm.norm_cdf(rho)
-    return P, M, V, C, alpha0, alpha1, beta0, beta1, E0, E1, D
+    return alpha0, alpha1, beta0, beta1
+
+
+def _binary_D(l, h, tau, a, c, s):
+    # f'(q + a t) = delta(t - tau) / a:  D = phi(tau) / a * P(l < u < h | t = tau).
+    ctau = c * tau
+    pl = 1.0 if l is None else nm.cdf_of_ratio(ctau - l, s)
+    ph = 0.0 if h is None else nm.cdf_of_ratio(ctau - h, s)
+    return nm.norm_pdf(tau) / a * (pl - ph)
+
+
+def _window_terms(windows, edges, I_F, I_tF, I_Fd, P_F, totals, c, binary, tau, a, s, dtype):
+    """``E0, E1, D`` from per-edge integrals.
+
+    ``I_g[e] = int phi(t) g(t) P(u > e | t) dt`` for ``g = F, t F, F'``,
+    ``P_F[e] = int phi(t) F(t) s phi((e - ct)/s) dt`` and ``totals`` the same
+    with ``P(u > -inf) = 1``.
+    """
+    zero = jnp.zeros((), dtype)
+    E0 = E1 = D = zero
+    for l, h, w_k in windows:
+        il = totals if l is None else (I_F[_index(edges, l)], I_tF[_index(edges, l)], None if binary else I_Fd[_index(edges, l)])
+        ih = (zero, zero, zero) if h is None else (I_F[_index(edges, h)], I_tF[_index(edges, h)], None if binary else I_Fd[_index(edges, h)])
+        pl = zero if l is None else P_F[_index(edges, l)]
+        ph = zero if h is None else P_F[_index(edges, h)]
+        E0 = E0 + w_k * (il[0] - ih[0])
+        E1 = E1 + w_k * (c * (il[1] - ih[1]) + pl - ph)
+        D = D + w_k * (_binary_D(l, h, tau, a, c, s) if binary else il[2] - ih[2])
+    return E0, E1, D
+
+
+def _row_coarse_terms(act, ste, r, rho, q, a, b, c, s, rule, dtype):
+    """Per component and row: ``(P, M, V, C, alpha0, alpha1, beta0, beta1, E0, E1, D)``."""
+    lo, feats, fval, fder = _teacher_setup(act, q, a, rule, dtype)
+    width = _safe_div(s, jnp.abs(c))
+    step_edge = -rho
+    windows = _scaled_windows(ste, r, b, rho, step_edge)
+    edges = _edges_of(windows, step_edge)
+    feats = feats + [(_safe_div(e, c), width, rule.grades) for e in edges]
+    t, wt = _nodes(lo, feats, rule, dtype)
+    binary = isinstance(act, Binary)
+    F = fval(t)
+    Fd = None if binary else fder(t, F)
+    M, V, C, E0, E1, D = _kernel_sums(t, wt, F, Fd, edges, windows, c, s, binary, q, a, rule.fast_cdf, dtype)
+    alpha0, alpha1, beta0, beta1 = _closed_window_terms(windows, step_edge, dtype)
+    return nm.norm_cdf(rho), M, V, C, alpha0, alpha1, beta0, beta1, E0, E1, D
+
+
+def _kernel_sums(t, wt, F, Fd, edges, windows, c, s, binary, q, a, fast_cdf, dtype, guard=True):
+    """``M, V, C, E0, E1, D`` with the step/window kernels evaluated at the nodes."""
+    ct = c * t
+    wF = wt * F
+    M = jnp.sum(wF)
+    # E f^2 - M^2 in one pass with M (f = 0 off the support of binary/relu).
+    V = jnp.sum(wF * F) - M * M
+    # One CDF (and one density, for E1) per distinct edge e:
+    # Q_e(t) = P(u > e | t), pdf_e(t) = s phi((e - ct) / s).
+    Q, pdf = zip(*[_edge_terms(ct - e, s, fast_cdf, guard) for e in edges])
+    wtF = wF * t
+    wFd = None if binary else wt * Fd
+    I_F = [jnp.sum(wF * qe) for qe in Q]
+    I_tF = [jnp.sum(wtF * qe) for qe in Q]
+    I_Fd = None if binary else [jnp.sum(wFd * qe) for qe in Q]
+    P_F = [jnp.sum(wF * pe) for pe in pdf]
+    totals = (M, jnp.sum(wtF), None if binary else jnp.sum(wFd))
+    tau = -_safe_div(q, a)
+    E0, E1, D = _window_terms(windows, edges, I_F, I_tF, I_Fd, P_F, totals, c, binary, tau, a, s, dtype)
+    return M, V, I_F[0], E0, E1, D
+
+
+# ---------------------------------------------------------------------------
+# Fast path (float32): a fixed bulk rule and the steps taken apart.
+#
+# The graded rule above places ~20 breakpoints per component and row and must
+# order them; on a CPU that, and the CDF of every edge at every node, cost
+# more than the integrand. The fast path uses the same integrals and needs no
+# ordering:
+#
+# * a fixed bulk: ``P`` equal panels on ``[-cut, cut]`` with Gauss-Legendre
+#   nodes (constants, with ``phi(t)`` folded into the weights). The binary
+#   and ReLU teachers live on ``t > tau``: the panels below the one holding
+#   ``tau`` are masked out and that one is replaced by ``[tau, its end]``.
+#   Smooth teachers (tanh, sin, ...) are analytic on the panels while
+#   ``a * panel`` is moderate; beyond ``a_lim`` the graded rule is used.
+# * smooth regime, ``w = s / |c| >= w0``: the smoothed steps
+#   ``Phi((ct - e) / s)`` vary on a scale >= ``w0`` and are evaluated at the
+#   bulk nodes;
+# * sharp regime, ``w < w0`` (near alignment): each smoothed step is taken
+#   apart exactly as ``Phi(sg (t - T) / w) = 1{sg (t - T) > 0} + Lam(sg (t - T) / w)``
+#   with ``T = e / c``, ``sg = sign c``, ``Lam(y) = Phi(y) - 1{y > 0}`` (odd,
+#   Gaussian tails). The step part is a tail integral of the bulk rule: the
+#   panels above ``T`` plus one panel ``[T, its end]``; the layer part is
+#   ``sg w int phi(T + w y) g(T + w y) Lam(y) dy`` on fixed nodes in ``y``
+#   (split at the teacher's kink for binary/ReLU), and the density terms of
+#   ``E1`` are ``s w int phi(T + w y) g(T + w y) phi(y) dy`` on the same nodes.
+#
+# The regime is one scalar for all components and rows, chosen with
+# ``lax.switch`` (under ``vmap`` over ``w`` every branch runs and the right
+# one is selected).
+
+
+@dataclasses.dataclass(frozen=True)
+class _FastRule:
+    cut: float  # bulk [-cut, cut]
+    panels: int  # equal bulk panels
+    order: int  # Gauss-Legendre points per panel
+    layer_cut: float  # layer integrals over |y| <= layer_cut
+    layer_order: int  # Gauss-Legendre points per side of a layer
+    w0: float  # smooth regime when s / |c| >= w0
+    a_lim: float  # smooth teachers: fixed bulk when max_k a_k * panel <= a_lim
+    fallback: _Rule  # graded rule used beyond a_lim
+    fast_cdf: bool = True
+
+    @property
+    def delta(self):
+        return 2.0 * self.cut / self.panels
+
+
+_FAST32 = _FastRule(
+    cut=5.6, panels=8, order=6, layer_cut=5.5, layer_order=8, w0=0.4, a_lim=2.5, fallback=_RULE32
+)
+
+
+@functools.lru_cache(maxsize=None)
+def _fast_constants(rule):
+    """NumPy float64 constants of the fast rule (cast on use)."""
+    x, wq = np.polynomial.legendre.leggauss(rule.order)
+    d = rule.delta
+    mids = -rule.cut + d * (np.arange(rule.panels) + 0.5)
+    tb = mids[:, None] + 0.5 * d * x[None, :]
+    Wb = 0.5 * d * wq[None, :] * np.exp(-0.5 * tb * tb) / math.sqrt(2 * math.pi)
+    yx, yw = np.polynomial.legendre.leggauss(rule.layer_order)
+    Y = rule.layer_cut
+    yy = 0.5 * Y * (yx + 1.0)
+    yw = 0.5 * Y * yw
+    tail = np.array([0.5 * math.erfc(y / math.sqrt(2)) for y in yy])
+    ys = np.concatenate([-yy, yy])
+    ws = np.concatenate([yw, yw])
+    lam = np.concatenate([tail, -tail])  # Lam(y) = Phi(y) - 1{y > 0}
+    phiy = np.exp(-0.5 * ys * ys) / math.sqrt(2 * math.pi)
+    return dict(x=x, wq=wq, tb=tb, Wb=Wb, ys=ys, ws=ws, lam=lam, phiy=phiy, yx=yx, ywq=np.polynomial.legendre.leggauss(rule.layer_order)[1])
+
+
+def _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp, loss_only=False):
+    """The fast path's per-row terms (module comment above); ``sharp`` is static."""
+    k_ = _fast_constants(rule)
+    cast = lambda x: jnp.asarray(x, dtype)  # noqa: E731
+    x, wq = cast(k_["x"]), cast(k_["wq"])
+    tb, Wb = cast(k_["tb"]), cast(k_["Wb"])
+    cut, P, d = rule.cut, rule.panels, rule.delta
+    binary = isinstance(act, Binary)
+    support = binary or isinstance(act, ReLU)
+    tau = -_safe_div(q, a)
+    _, _, fval, fder = _teacher_setup(act, q, a, rule.fallback, dtype)
+
+    def vals(t):
+        F = fval(t)
+        return F, (None if binary else fder(t, F))
+
+    def panel(lo, hi):
+        half = 0.5 * (hi - lo)
+        t = 0.5 * (hi + lo) + half * x
+        return t, half * wq * nm.norm_pdf(t)
+
+    def index(t):
+        return jnp.clip(jnp.floor((t + cut) / d), 0, P - 1).astype(jnp.int32)
+
+    pidx = jnp.arange(P, dtype=jnp.int32)
+    Fb, Fdb = vals(tb)
+    if support:
+        # Panels below the one holding tau are dropped; that one becomes
+        # [tau, its end] in place (same layout, so no concatenation).
+        tauc = jnp.clip(tau, -cut, cut)
+        k = index(tauc)
+        Wb = Wb * (pidx > k)[:, None]
+        tp, wp = panel(tauc, -cut + (k + 1) * d)
+        here = (pidx == k)[:, None]
+        t_all = jnp.where(here, tp, tb)
+        w_all = jnp.where(here, wp, Wb)
+        F_all, Fd_all = vals(t_all)
+        t_all, w_all, F_all = t_all.ravel(), w_all.ravel(), F_all.ravel()
+        Fd_all = None if binary else Fd_all.ravel()
+        Fb, Fdb = vals(tb)
+    else:
+        t_all, w_all, F_all = tb.ravel(), jnp.broadcast_to(Wb, tb.shape).ravel(), Fb.ravel()
+        Fd_all = None if binary else Fdb.ravel()
+
+    step_edge = -rho
+    if loss_only:
+        windows = []
+    else:
+        windows = _scaled_windows(ste, r, b, rho, step_edge)
+    edges = _edges_of(windows, step_edge)
+
+    if not sharp:
+        # Here s >= w0 |c| > 0.37: the s = 0 guards are not needed.
+        M, V, C, E0, E1, D = _kernel_sums(
+            t_all, w_all, F_all, Fd_all, edges, windows, c, s, binary, q, a, rule.fast_cdf, dtype, guard=False
+        )
+    else:
+        wF = w_all * F_all
+        M = jnp.sum(wF)
+        V = jnp.sum(wF * F_all) - M * M
+        totals = (M, jnp.sum(wF * t_all), None if binary else jnp.sum(w_all * Fd_all))
+        # Per-panel sums of the bulk (masked for binary/relu) for the step parts.
+        Sb = [jnp.sum(Wb * Fb, axis=1), jnp.sum(Wb * Fb * tb, axis=1)]
+        if not binary:
+            Sb.append(jnp.sum(Wb * Fdb, axis=1))
+        w = _safe_div(s, jnp.abs(c))
+        sg = jnp.where(c < 0, -1.0, 1.0)
+        ys, ws = cast(k_["ys"]), cast(k_["ws"])
+        lam, phiy = cast(k_["lam"]), cast(k_["phiy"])
+        Y = rule.layer_cut
+        yx, ywq = cast(k_["yx"]), cast(k_["ywq"])
+        I_F, I_tF, I_Fd, P_F = [], [], [], []
+        for e in edges:
+            T = _safe_div(e, c)
+            # Step part: U_g(T) = int_T^cut phi g (g = 0 below tau for binary/relu).
+            Tq = jnp.clip(jnp.maximum(T, tau) if support else T, -cut, cut)
+            j = index(Tq)
+            above = (pidx > j).astype(dtype)
+            t1, w1 = panel(Tq, -cut + (j + 1) * d)
+            F1, Fd1 = vals(t1)
+            parts = [F1, F1 * t1] + ([] if binary else [Fd1])
+            U = [jnp.sum(S_g * above) + jnp.sum(w1 * g1) for S_g, g1 in zip(Sb, parts)]
+            tot = [totals[0], totals[1]] + ([] if binary else [totals[2]])
+            step = [jnp.where(sg > 0, u, tt - u) for u, tt in zip(U, tot)]
+            # Layer part on y-nodes.
+            if support:
+                # g = 0 for t < tau, i.e. y < y0: panels [A, max(A, 0)] and [max(A, 0), Y].
+                A = jnp.clip(_safe_div(tau - T, w), -Y, Y)
+                Bm = jnp.maximum(A, 0.0)
+                yl, wl = [], []
+                for lo_, hi_ in ((A, Bm), (Bm, jnp.asarray(Y, dtype))):
+                    half = 0.5 * (hi_ - lo_)
+                    yl.append(0.5 * (hi_ + lo_) + half * yx)
+                    wl.append(half * ywq)
+                yv = jnp.concatenate(yl)
+                wv = jnp.concatenate(wl)
+                lamv = _fast_cdf(yv, rule.fast_cdf) - (yv > 0).astype(dtype)
+                phv = nm.norm_pdf(yv)
+            else:
+                yv, wv, lamv, phv = ys, ws, lam, phiy
+            tl = T + w * yv
+            Fl, Fdl = vals(tl)
+            G = wv * nm.norm_pdf(tl)
+            lay = [G * Fl, G * Fl * tl] + ([] if binary else [G * Fdl])
+            layer = [sg * w * jnp.sum(lamv * g) for g in lay]
+            I = [st + ly for st, ly in zip(step, layer)]
+            I_F.append(I[0])
+            I_tF.append(I[1])
+            I_Fd.append(None if binary else I[2])
+            P_F.append(s * w * jnp.sum(phv * lay[0]))
+        C = I_F[0]
+        E0, E1, D = _window_terms(windows, edges, I_F, I_tF, I_Fd, P_F, totals, c, binary, tau, a, s, dtype)
+    if loss_only:
+        return M, V, C
+    alpha0, alpha1, beta0, beta1 = _closed_window_terms(windows, step_edge, dtype)
+    return nm.norm_cdf(rho), M, V, C, alpha0, alpha1, beta0, beta1, E0, E1, D
 
 
 def _angle(w, ws):
@@ -348,20 +583,52 @@ def _mixture_arrays(mixture, dtype):
     return means, sig, pi
 
 
+def _rows(row, g, with_b):
+    """vmap a per-row function over components (axis 0) and rows (axis 1)."""
+    if with_b:
+        fn = jax.vmap(jax.vmap(row, in_axes=(0, 0, None, None)), in_axes=(0, 0, 0, 0))
+        return fn(g["rho"], g["q"], g["a"], g["b"])
+    fn = jax.vmap(jax.vmap(row, in_axes=(0, 0, None)), in_axes=(0, 0, 0))
+    return fn(g["rho"], g["q"], g["a"])
+
+
+def _dispatch(act, g, rule, graded_row, fast_row, with_b):
+    """Graded rule, or the fast rule's smooth / sharp regime (one scalar choice)."""
+    if not isinstance(rule, _FastRule):
+        return _rows(lambda *args: graded_row(*args, rule), g, with_b)
+    c, s = g["c"], g["s"]
+    branches = [
+        lambda: _rows(lambda *args: fast_row(*args, False), g, with_b),
+        lambda: _rows(lambda *args: fast_row(*args, True), g, with_b),
+    ]
+    sharp = _safe_div(s, jnp.abs(c)) < rule.w0
+    idx = jnp.where(sharp, 1, 0)
+    if not isinstance(act, (Binary, ReLU)):
+        branches.append(lambda: _rows(lambda *args: graded_row(*args, rule.fallback), g, with_b))
+        idx = jnp.where(jnp.max(g["a"]) * rule.delta > rule.a_lim, 2, idx)
+    return jax.lax.switch(idx, branches)
+
+
+def _default_rule(dtype):
+    return _FAST32 if jnp.finfo(dtype).bits < 64 else _RULE64
+
+
 def loss(v, w, teacher, mixture, rule=None):
     """Exact population loss for Gaussian-mixture input (module docstring)."""
     dtype = jnp.result_type(v)
-    rule = rule or _rule(dtype)
+    rule = rule or _default_rule(dtype)
     act = teacher.act
     means, sig, pi = _mixture_arrays(mixture, dtype)
     g = _geometry(w, teacher, means, sig)
     c, s = g["c"], g["s"]
 
-    def row(rho, q, a):
-        return _row_loss_terms(act, rho, q, a, c, s, rule, dtype)
+    def graded_row(rho, q, a, rl):
+        return _row_loss_terms(act, rho, q, a, c, s, rl, dtype)
 
-    fn = jax.vmap(jax.vmap(row, in_axes=(0, 0, None)), in_axes=(0, 0, 0))
-    M, V, C = fn(g["rho"], g["q"], g["a"])
+    def fast_row(rho, q, a, sharp):
+        return _row_fast(act, None, None, rho, q, a, None, c, s, rule, dtype, sharp, loss_only=True)
+
+    M, V, C = _dispatch(act, g, rule, graded_row, fast_row, with_b=False)
     P = nm.norm_cdf(g["rho"])
     PQ = P * nm.norm_cdf(-g["rho"])
     vs = teacher.v
@@ -378,17 +645,19 @@ def true_grad(v, w, teacher, mixture):
 def coarse_grad(v, w, teacher, mixture, ste, r, rule=None):
     """Expected coarse gradient (Yin Alg. 1 directions) for a windowed STE."""
     dtype = jnp.result_type(v)
-    rule = rule or _rule(dtype)
+    rule = rule or _default_rule(dtype)
     act = teacher.act
     means, sig, pi = _mixture_arrays(mixture, dtype)
     g = _geometry(w, teacher, means, sig)
     c, s = g["c"], g["s"]
 
-    def row(rho, q, a, b):
-        return _row_coarse_terms(act, ste, r, rho, q, a, b, c, s, rule, dtype)
+    def graded_row(rho, q, a, b, rl):
+        return _row_coarse_terms(act, ste, r, rho, q, a, b, c, s, rl, dtype)
 
-    fn = jax.vmap(jax.vmap(row, in_axes=(0, 0, None, None)), in_axes=(0, 0, 0, 0))
-    P, M, V, C, al0, al1, be0, be1, E0, E1, D = fn(g["rho"], g["q"], g["a"], g["b"])
+    def fast_row(rho, q, a, b, sharp):
+        return _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp)
+
+    P, M, V, C, al0, al1, be0, be1, E0, E1, D = _dispatch(act, g, rule, graded_row, fast_row, with_b=True)
     vs = teacher.v
     PQ = P * nm.norm_cdf(-g["rho"])
     R = P @ v - M @ vs  # (K,)
