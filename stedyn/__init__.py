@@ -11,8 +11,10 @@ from ._dynamics import OUTCOMES as OUTCOMES
 from ._dynamics import RunResult as RunResult
 from ._dynamics import Tolerances as Tolerances
 from ._dynamics import run as run
+from ._empirical import sample_mixture as sample_mixture
 from ._model import Empirical as Empirical
 from ._model import Gaussian as Gaussian
+from ._model import GaussianMixture as GaussianMixture
 from ._model import Teacher as Teacher
 from ._population import coarse_grad as coarse_grad
 from ._population import population_grad as population_grad

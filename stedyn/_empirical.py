@@ -40,3 +40,37 @@ def coarse_grad(v, w, teacher, Z, ste: STE, r):
         return jnp.mean(per_sample_loss(v, w, teacher, Z, step))
 
     return jax.grad(sample_mean, argnums=(0, 1))(v, w)
+
+
+def sample_mixture(mixture, num_samples, *, key, dtype=None):
+    """Draw ``num_samples`` inputs ``Z`` from a :class:`stedyn.GaussianMixture`.
+
+    The Monte-Carlo path of the Proper-STE paper's Sec. 4 (10,000 samples):
+    pass the result as ``stedyn.Empirical(Z)``. Components are drawn with
+    probabilities ``weights``, then ``Z = means[k] + sigma_k * eps`` with
+    ``eps`` standard normal.
+
+    Args:
+      mixture: the :class:`stedyn.GaussianMixture`.
+      num_samples: number of samples ``N`` (static).
+      key: a JAX PRNG key (``jax.random.key(seed)``), keyword-only; the draw
+        is a pure function of it.
+      dtype: floating dtype of ``Z``; default the dtype of ``mixture.means``.
+
+    Returns:
+      ``Z`` of shape ``(N, m, n)``.
+    """
+    means = jnp.asarray(mixture.means)
+    if dtype is None:
+        dtype = means.dtype if jnp.issubdtype(means.dtype, jnp.floating) else jnp.result_type(float)
+    means = means.astype(dtype)
+    K = means.shape[0]
+    sigma = jnp.broadcast_to(jnp.asarray(mixture.sigma).astype(dtype), (K,))
+    k_comp, k_noise = jax.random.split(key)
+    if mixture.weights is None:
+        comp = jax.random.randint(k_comp, (num_samples,), 0, K)
+    else:
+        logits = jnp.log(jnp.asarray(mixture.weights).astype(dtype))
+        comp = jax.random.categorical(k_comp, logits, shape=(num_samples,))
+    eps = jax.random.normal(k_noise, (num_samples,) + means.shape[1:], dtype)
+    return means[comp] + sigma[comp][:, None, None] * eps

@@ -72,6 +72,37 @@ class Empirical:
 _register(Empirical, ("Z",))
 
 
+@dataclasses.dataclass(frozen=True)
+class GaussianMixture:
+    """Gaussian-mixture input (the Proper-STE paper's Sec. 4, Fig. 1).
+
+    A component ``k`` is drawn with probability ``weights[k]``; given it, the
+    entries of ``Z`` are independent, ``Z_ij ~ N(means[k, i, j], sigma_k^2)``.
+    Rows are then independent given the component, so the population loss
+    and gradients are exact (:mod:`stedyn._mixture`).
+
+    Attributes:
+      means: array of shape (K, m, n), the component means of ``Z``.
+      sigma: positive scalar, or shape (K,) for one std per component.
+      weights: shape (K,), nonnegative, summing to 1; ``None`` (default) for
+        equal weights ``1/K``.
+
+    Computations run in the floating dtype of ``v``; the arrays here are cast
+    to it.
+    """
+
+    means: Any
+    sigma: Any = 1.0
+    weights: Any = None
+
+    @property
+    def num_components(self) -> int:
+        return int(jnp.shape(self.means)[0])
+
+
+_register(GaussianMixture, ("means", "sigma", "weights"))
+
+
 # ---------------------------------------------------------------------------
 # Validation. Shape and name checks are static and always run (also while
 # tracing). Value checks need concrete numbers and are skipped for tracers.
@@ -147,6 +178,8 @@ def check_data(data, m, n):
         cs = _concrete(sigma)
         if cs is not None and not (np.isfinite(cs) and cs > 0):
             raise ValueError(f"Gaussian.sigma must be a finite number > 0; got {cs}")
+    elif isinstance(data, GaussianMixture):
+        _check_mixture(data, m, n)
     elif isinstance(data, Empirical):
         Z = _check_floating("Empirical.Z", data.Z, 3)
         if Z.shape[1:] != (m, n):
@@ -155,8 +188,44 @@ def check_data(data, m, n):
             raise ValueError("Empirical.Z must hold at least one sample")
     else:
         raise ValueError(
-            f"data must be stedyn.Gaussian or stedyn.Empirical; got {type(data).__name__}"
+            "data must be stedyn.Gaussian or stedyn.Empirical or stedyn.GaussianMixture; "
+            f"got {type(data).__name__}"
         )
+
+
+def _check_mixture(data, m, n):
+    means = _check_floating("GaussianMixture.means", data.means, 3)
+    K = means.shape[0]
+    if means.shape[1:] != (m, n):
+        raise ValueError(
+            f"GaussianMixture.means must have shape (K, m, n) = (K, {m}, {n}); got {tuple(means.shape)}"
+        )
+    if K < 1:
+        raise ValueError("GaussianMixture.means must hold at least one component (K >= 1)")
+    sigma = jnp.asarray(data.sigma) if not isinstance(data.sigma, jax.core.Tracer) else data.sigma
+    if sigma.shape not in ((), (K,)):
+        raise ValueError(
+            f"GaussianMixture.sigma must be a scalar or have shape (K,) = ({K},); got shape {tuple(sigma.shape)}"
+        )
+    cs = _concrete(sigma)
+    if cs is not None and not (np.all(np.isfinite(cs)) and np.all(cs > 0)):
+        raise ValueError(f"GaussianMixture.sigma must be finite and > 0; got {cs}")
+    if data.weights is None:
+        return
+    weights = _check_floating("GaussianMixture.weights", data.weights, 1)
+    if weights.shape != (K,):
+        raise ValueError(
+            f"GaussianMixture.weights must have shape (K,) = ({K},), one per component; got {tuple(weights.shape)}"
+        )
+    cw = _concrete(weights)
+    if cw is not None:
+        if np.any(cw < 0):
+            raise ValueError(f"GaussianMixture.weights must be >= 0; got {cw}")
+        tol = 1e-6 if cw.dtype.itemsize <= 4 else 1e-9
+        if abs(float(np.sum(cw, dtype=np.float64)) - 1.0) > tol:
+            raise ValueError(
+                f"GaussianMixture.weights must sum to 1 (within {tol:g}); they sum to {float(np.sum(cw)):.10g}"
+            )
 
 
 def check_r(r, ste):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from . import _empirical, _gaussian
-from ._model import Empirical, Gaussian, check_problem, check_r
+from . import _empirical, _gaussian, _mixture
+from ._model import Empirical, Gaussian, GaussianMixture, check_problem, check_r
 from ._ste import resolve_ste
 
 
@@ -23,6 +23,9 @@ _gauss_coarse = jax.jit(_gaussian.coarse_grad, static_argnums=(4,))
 _emp_loss = jax.jit(_empirical.loss)
 _emp_true = jax.jit(_empirical.true_grad)
 _emp_coarse = jax.jit(_empirical.coarse_grad, static_argnums=(4,))
+_mix_loss = jax.jit(_mixture.loss)
+_mix_true = jax.jit(_mixture.true_grad)
+_mix_coarse = jax.jit(_mixture.coarse_grad, static_argnums=(4,))
 
 
 def _sigma(data, v):
@@ -35,6 +38,8 @@ def _sigma(data, v):
 def loss_core(v, w, teacher, data):
     if isinstance(data, Gaussian):
         return _gaussian.loss(v, w, teacher, _sigma(data, v))
+    if isinstance(data, GaussianMixture):
+        return _mixture.loss(v, w, teacher, data)
     if isinstance(data, Empirical):
         return _empirical.loss(v, w, teacher, data.Z)
     raise TypeError(f"unsupported data distribution {type(data).__name__}")
@@ -43,6 +48,8 @@ def loss_core(v, w, teacher, data):
 def true_grad_core(v, w, teacher, data):
     if isinstance(data, Gaussian):
         return _gaussian.true_grad(v, w, teacher, _sigma(data, v))
+    if isinstance(data, GaussianMixture):
+        return _mixture.true_grad(v, w, teacher, data)
     if isinstance(data, Empirical):
         return _empirical.true_grad(v, w, teacher, data.Z)
     raise TypeError(f"unsupported data distribution {type(data).__name__}")
@@ -52,6 +59,8 @@ def coarse_grad_core(v, w, teacher, data, ste, r):
     """``ste`` is a resolved :class:`STE` (static); ``r`` has the dtype of ``v``."""
     if isinstance(data, Gaussian):
         return _gaussian.coarse_grad(v, w, teacher, _sigma(data, v), ste, r)
+    if isinstance(data, GaussianMixture):
+        return _mixture.coarse_grad(v, w, teacher, data, ste, r)
     if isinstance(data, Empirical):
         return _empirical.coarse_grad(v, w, teacher, data.Z, ste, r)
     raise TypeError(f"unsupported data distribution {type(data).__name__}")
@@ -59,7 +68,7 @@ def coarse_grad_core(v, w, teacher, data, ste, r):
 
 def check_ste_for_data(ste, data):
     """Raise if ``data`` needs an exact form that ``ste`` (resolved) lacks."""
-    if isinstance(data, Gaussian) and ste.windows is None:
+    if isinstance(data, (Gaussian, GaussianMixture)) and ste.windows is None:
         raise ValueError(
             f"ste={ste.name!r} has no windows (piecewise-constant form), so its Gaussian "
             "population gradient has no exact form; use stedyn.Empirical data or give "
@@ -75,8 +84,10 @@ def population_loss(v, w, teacher, data):
       w: first-layer filter, shape (n,), nonzero.
       teacher: :class:`stedyn.Teacher` with ``v*`` of shape (m,), ``w*`` (n,).
       data: :class:`stedyn.Gaussian` (exact: Yin et al. Lemma 1 for the binary
-        teacher, Proper-STE eq. 20 for ReLU, quadrature-exact otherwise) or
-        :class:`stedyn.Empirical` (sample mean).
+        teacher, Proper-STE eq. 20 for ReLU, quadrature-exact otherwise),
+        :class:`stedyn.GaussianMixture` (exact: the rows are independent given
+        the component, Proper-STE eq. 3 reduced to one-dimensional integrals,
+        see :mod:`stedyn._mixture`) or :class:`stedyn.Empirical` (sample mean).
 
     Returns:
       Scalar of the floating dtype of the inputs.
@@ -87,6 +98,8 @@ def population_loss(v, w, teacher, data):
     v, w = check_problem(v, w, teacher, data)
     if isinstance(data, Gaussian):
         return _gauss_loss(v, w, teacher, _sigma(data, v))
+    if isinstance(data, GaussianMixture):
+        return _mix_loss(v, w, teacher, data)
     return _emp_loss(v, w, teacher, data.Z)
 
 
@@ -96,7 +109,8 @@ def population_grad(v, w, teacher, data):
     For :class:`stedyn.Gaussian` this is exact (Yin et al. Lemma 2, Proper-STE
     eq. 44-45, and their generalization in :mod:`stedyn._gaussian`); at angle 0
     or pi, where the binary-teacher loss has a kink, ``dL/dw`` is 0 (a
-    subgradient). For :class:`stedyn.Empirical` it is the gradient of the sample
+    subgradient). For :class:`stedyn.GaussianMixture` it is autodiff of the
+    exact mixture loss. For :class:`stedyn.Empirical` it is the gradient of the sample
     loss, whose ``w`` part is 0 almost everywhere: the reason STEs exist.
 
     Returns:
@@ -105,6 +119,8 @@ def population_grad(v, w, teacher, data):
     v, w = check_problem(v, w, teacher, data)
     if isinstance(data, Gaussian):
         return _gauss_true(v, w, teacher, _sigma(data, v))
+    if isinstance(data, GaussianMixture):
+        return _mix_true(v, w, teacher, data)
     return _emp_true(v, w, teacher, data.Z)
 
 
@@ -118,7 +134,7 @@ def coarse_grad(v, w, teacher, data, ste="crelu", r=1.0):
       v, w, teacher, data: as in :func:`population_loss`.
       ste: ``"identity"``, ``"relu"``, ``"crelu"`` (clipped ReLU, clip ``r``),
         ``"clipped_identity"`` (``1{|x| < r}``) or an :class:`stedyn.STE`.
-        Gaussian data needs an STE with ``windows``; any STE works with
+        Gaussian and mixture data need an STE with ``windows``; any STE works with
         :class:`stedyn.Empirical`.
       r: clip value, a positive scalar (used by ``crelu`` and
         ``clipped_identity``).
@@ -133,4 +149,6 @@ def coarse_grad(v, w, teacher, data, ste="crelu", r=1.0):
     check_ste_for_data(ste, data)
     if isinstance(data, Gaussian):
         return _gauss_coarse(v, w, teacher, _sigma(data, v), ste, r)
+    if isinstance(data, GaussianMixture):
+        return _mix_coarse(v, w, teacher, data, ste, r)
     return _emp_coarse(v, w, teacher, data.Z, ste, r)

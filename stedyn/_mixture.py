@@ -1,0 +1,675 @@
+"""Exact population quantities for Gaussian-mixture input (one configuration).
+
+Model as in :mod:`stedyn._gaussian`: ``y = v^T step(Z w)``, teacher
+``y* = v*^T f(Z w*)``, loss ``(y - y*)^2 / 2``. The input is the mixture of
+the Proper-STE paper's Sec. 4 (Fig. 1): a component ``k`` is drawn with
+probability ``pi_k``, and then the entries of ``Z`` are independent,
+``Z_ij ~ N(mu_kij, sigma_k^2)``.
+
+Reduction. Given ``k`` the rows ``z_i`` are independent, so every expectation
+is ``sum_k pi_k`` of a diagonal (one-row) part plus products of single-row
+means, exactly as for the zero-mean Gaussian (Yin et al. Lemma 1; Proper-STE
+eq. 3, 6-9). Per component ``k`` and row ``i`` write ``z = mu + sigma zeta``
+and use the standardized coordinates
+
+    u = zeta . w^,   t = zeta . w*^     (standard normals, corr c = cos phi)
+
+so that the student's pre-activation is ``x = b (u + rho)`` with
+``b = sigma |w|``, ``rho = mu . w^ / sigma``, and the teacher's is
+``x* = q + a t`` with ``a = sigma |w*|``, ``q = mu . w*``. With
+``P = Phi(rho) = E step(x)``, ``M = E f(x*)``, ``V = Var f(x*)`` and
+``C = E[step(x) f(x*)]``,
+
+* loss (Proper-STE eq. 3 with the mixture expectation)::
+
+      L_k = 1/2 R^2 + 1/2 sum_i v_i^2 P(1 - P) - sum_i v_i v*_i (C - P M)
+            + 1/2 sum_i v*_i^2 V,      R = sum_i (v_i P_i - v*_i M_i)
+
+  and ``L = sum_k pi_k L_k``;
+
+* ``E[dl/dv_i | k] = P_i R + v_i P_i (1 - P_i) - v*_i (C_i - P_i M_i)``, the
+  true ``dL/dv`` (Yin Lemma 4, eq. 10);
+
+* the expected coarse gradient (Proper-STE eq. 8-10; Yin eq. 5) for
+  ``mu'(x) = sum_k c_k 1{lo_k < x < hi_k}`` (the STE's windows, which are
+  ``l < u < h`` with ``l = lo / b - rho``, ``h = hi / b - rho``)::
+
+      E[g | k] = sum_i v_i R_{-i} A_i + v_i^2 B_i - v_i v*_i G_i,
+      R_{-i} = R - v_i P_i + v*_i M_i,
+      A_i = E[mu' z] = mu alpha0 + sigma alpha1 w^,
+      B_i = E[mu' step z] = mu beta0 + sigma beta1 w^,
+      G_i = E[mu' f(x*) z] = mu E0 + sigma (E1 w^ + a D (w*^ - c w^)),
+
+  with ``alpha0 = P(l < u < h)``, ``alpha1 = E[u 1{l<u<h}] = phi(l) - phi(h)``,
+  ``beta`` the same over the window cut to ``u > -rho``,
+  ``E0 = E[1{l<u<h} f]``, ``E1 = E[1{l<u<h} u f]`` and
+  ``D = E[1{l<u<h} f'(x*)]``. ``G`` comes from writing
+  ``t = c u + s eta`` (``s = sin phi``, ``eta`` independent of ``u``) and
+  Stein's lemma in ``eta``: ``E[h eta] (w*^ - c w^) / s = E[dh/dt]
+  (w*^ - c w^)``, so no ``1/sin(phi)`` appears anywhere (this is the
+  mixture form of the Proper-STE eq. 7 / 9 construction).
+
+Integration. Every joint quantity is conditioned on the *teacher*
+coordinate ``t``: given ``t``, ``u ~ N(c t, s^2)``, so the step and each STE
+window become normal CDFs of an affine function of ``t``::
+
+    P(l < u < h | t) = Phi((h - c t) / s) - Phi((l - c t) / s)
+    E[u 1{l<u<h} | t] = c t P(l < u < h | t) + s (phi((l - ct)/s) - phi((h - ct)/s))
+
+and ``C, E0, E1, D`` are integrals ``int phi(t) f(q + a t) K(t) dt`` of the
+teacher's values against these kernels. The kernels are smoothed steps centred
+at ``t = e / c`` with width ``s / |c|`` (``e`` an edge); as ``w`` turns
+parallel or antiparallel to ``w*`` the width goes to 0 and a fixed rule over
+the line converges slowly. Here every edge is a breakpoint with extra ends at
+``+-(1, 4, 16)`` widths (:func:`_nodes`), so a step of any width, down to
+exactly 0 (handled by :func:`stedyn._numerics.cdf_of_ratio`), fills graded
+segments and each segment is integrated by Gauss-Legendre. The teacher adds
+its own feature: the jump (binary) or kink (ReLU) at ``t = -q / a`` becomes an
+integration limit, and smooth teachers (tanh, sin, user activations) get a
+graded feature there of width ``1 / a``. The binary teacher's ``D`` is closed
+form (``f' = delta``): ``D = phi(q/a) / a * P(l < u < h | t = -q/a)``.
+
+The rule (cutoff, bulk breakpoints, grading, Gauss-Legendre order) depends on
+the dtype: float32 uses fewer nodes, enough for float32 rounding. The true
+gradient is autodiff of this loss: the loss is exact and smooth in ``w``, and
+the graded nodes move smoothly with ``w`` (at exactly 0 or pi the steps are
+exact steps and the nodes carry the gradient through their positions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _numerics as nm
+from ._activations import Binary, ReLU, Tanh
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    cut: float  # integrate t over [-cut, cut]
+    bulk: tuple  # fixed breakpoints
+    grades: tuple  # extra ends at center +- g * width around an STE/step edge
+    order: int  # Gauss-Legendre points per segment
+    fast_cdf: bool = False  # Phi from phi's exponential (float32 accuracy)
+    teacher_grades: tuple = (1.0, 4.0)  # the same around a smooth teacher's centre
+
+
+# float64: phi(9) ~ 1e-18 and the graded segments resolve steps of any width
+# to ~1e-12 relative; float32: ~1e-7 with a third of the nodes.
+_RULE64 = _Rule(cut=9.0, bulk=(-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0), grades=(1.0, 4.0, 16.0), order=12)
+_RULE32 = _Rule(cut=6.5, bulk=(-4.0, -2.0, 0.0, 2.0, 4.0), grades=(1.0, 4.0), order=6, fast_cdf=True)
+
+
+def _rule(dtype):
+    return _RULE64 if jnp.finfo(dtype).bits >= 64 else _RULE32
+
+
+def _safe_div(num, den):
+    """``num / den``; ``den -> 0`` maps to ``sign(num) 1e30`` (finite, gradient 0)."""
+    small = jnp.abs(den) <= nm._tiny(den) * 1e4
+    out = num / jnp.where(small, 1.0, den)
+    return jnp.where(small, jnp.sign(num) * 1e30, out)
+
+
+def _nodes(lo, features, rule, dtype):
+    """Nodes ``t`` and weights ``phi(t) dt`` on ``[lo, cut]`` (``lo=None``: ``-cut``).
+
+    ``features`` are ``(center, width, grades)``; each adds a breakpoint at its
+    center and at ``center +- g width`` for its grades, so that a smoothed step
+    or a kink of any width sits in segments of comparable size.
+
+    The segments are ``[p_i, next(p_i)]`` for every breakpoint ``p_i``, with
+    ``next`` the smallest breakpoint above it (ties broken by index). That
+    partitions ``[lo, cut]`` like a sort would, as one fused compare-and-min
+    instead of a sort, which XLA runs slowly on CPU for many short rows.
+    """
+    cut = rule.cut
+    a = jnp.asarray(-cut, dtype) if lo is None else jnp.clip(jnp.asarray(lo, dtype), -cut, cut)
+    pts = [a] + [jnp.asarray(p, dtype) for p in rule.bulk]
+    big = 4.0 * cut
+    for center, width, grades in features:
+        center = jnp.clip(center, -big, big)
+        width = jnp.minimum(width, big)
+        pts.append(center)
+        for g in grades:
+            pts.append(center + g * width)
+            pts.append(center - g * width)
+    left = jnp.clip(jnp.stack(pts), a, cut)
+    idx = jnp.arange(left.shape[0])
+    above = (left[None, :] > left[:, None]) | ((left[None, :] == left[:, None]) & (idx[None, :] > idx[:, None]))
+    right = jnp.min(jnp.where(above, left[None, :], cut), axis=1)
+    x, wq = nm.gauss_legendre(rule.order, dtype)
+    half = 0.5 * (right - left)
+    t = (0.5 * (right + left))[:, None] + half[:, None] * x[None, :]
+    wt = half[:, None] * wq[None, :] * nm.norm_pdf(t)
+    return t.ravel(), wt.ravel()
+
+
+# Abramowitz & Stegun 26.2.17: 1 - Phi(x) = phi(x) t P(t), t = 1 / (1 + p x),
+# x >= 0, absolute error < 7.5e-8 (float32 rounding). It shares the one exp of
+# phi(x), where Phi through erfc costs a second, slower transcendental.
+_AS_P = 0.2316419
+_AS_B = (1.330274429, -1.821255978, 1.781477937, -0.356563782, 0.319381530)
+
+
+def _edge_terms(num, s, fast, guard=True):
+    """``(Phi(num / s), s phi(num / s))`` for ``s >= 0``, with the limits at ``s = 0``.
+
+    ``Phi(num / s) = P(u > e | t)`` for ``num = ct - e``; the second term is the
+    density part of ``E[u 1{u > e} | t]``. At ``s = 0`` they are the step
+    ``1{num > 0}`` (1/2 at 0) and 0, with finite gradients (double where, as
+    in :func:`stedyn._numerics.cdf_of_ratio`). ``fast`` (float32) evaluates Phi
+    from the same exponential as phi (A&S 26.2.17) instead of ``erfc``.
+    ``guard=False`` skips the ``s = 0`` branches, for callers that know
+    ``s`` is bounded away from 0.
+    """
+    if not guard:
+        z = num * (1.0 / s)
+        pdf = nm.norm_pdf(z)
+        return _fast_cdf(z, fast, pdf), s * pdf
+    small = s <= nm._tiny(s) * 1e4
+    ss = jnp.where(small, 1.0, s)
+    z = jnp.where(small, 0.0, num) / ss
+    pdf = nm.norm_pdf(z)
+    cdf = _fast_cdf(z, fast, pdf)
+    step = jnp.where(num > 0, 1.0, jnp.where(num < 0, 0.0, 0.5))
+    return jnp.where(small, step, cdf), jnp.where(small, 0.0, s * pdf)
+
+
+def _fast_cdf(z, fast, pdf=None):
+    """``Phi(z)``: through ``erfc``, or (``fast``) A&S 26.2.17 from ``phi(z)``."""
+    if not fast:
+        return nm.norm_cdf(z)
+    pdf = nm.norm_pdf(z) if pdf is None else pdf
+    t = 1.0 / (1.0 + _AS_P * jnp.abs(z))
+    poly = _AS_B[0]
+    for coef in _AS_B[1:]:
+        poly = poly * t + coef
+    tail = pdf * t * poly
+    return jnp.where(z >= 0, 1.0 - tail, tail)
+
+
+def _norm_cdf_diff(l, h):
+    """``Phi(h) - Phi(l)`` (``None`` = infinite end), tail-aware."""
+    if l is None and h is None:
+        return 1.0
+    if l is None:
+        return nm.norm_cdf(h)
+    if h is None:
+        return nm.norm_cdf(-l)
+    sgn = jnp.where(l > 0, -1.0, 1.0)
+    return sgn * (nm.norm_cdf(sgn * h) - nm.norm_cdf(sgn * l))
+
+
+def _teacher_setup(act, q, a, rule, dtype):
+    """Support start, feature list and value/derivative callables for the teacher.
+
+    Returns ``(lo, features, fval, fder)``: the integrals run over ``[lo, cut]``;
+    ``fval(t)`` and ``fder(t, F)`` give ``f(q + a t)`` and ``f'(q + a t)``
+    there (``F`` the values already computed).
+    """
+    tau = -_safe_div(q, a)
+    if isinstance(act, Binary):
+        return tau, [], (lambda t: jnp.ones_like(t)), None
+    if isinstance(act, ReLU):
+        return tau, [], (lambda t: a * (t - tau)), (lambda t, F: jnp.ones_like(t))
+    width = _safe_div(jnp.ones((), dtype), a)
+    if isinstance(act, Tanh):
+        fder = lambda t, F: 1.0 - F * F  # noqa: E731  (tanh' = 1 - tanh^2, no second tanh)
+    else:
+        fder = lambda t, F: act.deriv(q + a * t)  # noqa: E731
+    return None, [(tau, width, rule.teacher_grades)], (lambda t: act(q + a * t)), fder
+
+
+def _row_loss_terms(act, rho, q, a, c, s, rule, dtype):
+    """``(M, V, C)`` for one component and row (see module docstring)."""
+    lo, feats, fval, _ = _teacher_setup(act, q, a, rule, dtype)
+    width = _safe_div(s, jnp.abs(c))
+    step_center = -_safe_div(rho, c)
+    t, wt = _nodes(lo, feats + [(step_center, width, rule.grades)], rule, dtype)
+    F = fval(t)
+    M = jnp.sum(wt * F)
+    V = jnp.sum(wt * F * F) - M * M
+    C = jnp.sum(wt * F * _edge_terms(rho + c * t, s, rule.fast_cdf)[0])
+    return M, V, C
+
+
+def _scaled_windows(ste, r, b, rho, step_edge):
+    """The STE's windows in ``u`` units; an end at 0 is ``step_edge`` itself."""
+    out = []
+    for lo, hi, wt in ste.windows(r):
+        def edge(x):
+            if x is None:
+                return None
+            if isinstance(x, (int, float)) and x == 0:
+                return step_edge
+            return x / b - rho
+
+        out.append((edge(lo), edge(hi), wt))
+    return out
+
+
+def _edges_of(windows, step_edge):
+    """Distinct finite edges (by identity), the step's own edge first."""
+    edges = [step_edge]
+    for l, h, _ in windows:
+        for e in (l, h):
+            if e is not None and not any(e is x for x in edges):
+                edges.append(e)
+    return edges
+
+
+def _index(edges, e):
+    return next(i for i, x in enumerate(edges) if x is e)
+
+
+def _closed_window_terms(windows, step_edge, dtype):
+    """``alpha0, alpha1, beta0, beta1`` (student-only, closed form)."""
+    zero = jnp.zeros((), dtype)
+    alpha0 = alpha1 = beta0 = beta1 = zero
+    for l, h, w_k in windows:
+        alpha0 = alpha0 + w_k * _norm_cdf_diff(l, h)
+        alpha1 = alpha1 + w_k * nm.norm_pdf_diff(l, h)
+        lp = step_edge if l is None else jnp.maximum(l, step_edge)
+        hp = None if h is None else jnp.maximum(h, step_edge)
+        beta0 = beta0 + w_k * _norm_cdf_diff(lp, hp)
+        beta1 = beta1 + w_k * nm.norm_pdf_diff(lp, hp)
+    return alpha0, alpha1, beta0, beta1
+
+
+def _binary_D(l, h, tau, a, c, s):
+    # f'(q + a t) = delta(t - tau) / a:  D = phi(tau) / a * P(l < u < h | t = tau).
+    ctau = c * tau
+    pl = 1.0 if l is None else nm.cdf_of_ratio(ctau - l, s)
+    ph = 0.0 if h is None else nm.cdf_of_ratio(ctau - h, s)
+    return nm.norm_pdf(tau) / a * (pl - ph)
+
+
+def _window_terms(windows, edges, I_F, I_tF, I_Fd, P_F, totals, c, binary, tau, a, s, dtype):
+    """``E0, E1, D`` from per-edge integrals.
+
+    ``I_g[e] = int phi(t) g(t) P(u > e | t) dt`` for ``g = F, t F, F'``,
+    ``P_F[e] = int phi(t) F(t) s phi((e - ct)/s) dt`` and ``totals`` the same
+    with ``P(u > -inf) = 1``.
+    """
+    zero = jnp.zeros((), dtype)
+    E0 = E1 = D = zero
+    for l, h, w_k in windows:
+        il = totals if l is None else (I_F[_index(edges, l)], I_tF[_index(edges, l)], None if binary else I_Fd[_index(edges, l)])
+        ih = (zero, zero, zero) if h is None else (I_F[_index(edges, h)], I_tF[_index(edges, h)], None if binary else I_Fd[_index(edges, h)])
+        pl = zero if l is None else P_F[_index(edges, l)]
+        ph = zero if h is None else P_F[_index(edges, h)]
+        E0 = E0 + w_k * (il[0] - ih[0])
+        E1 = E1 + w_k * (c * (il[1] - ih[1]) + pl - ph)
+        D = D + w_k * (_binary_D(l, h, tau, a, c, s) if binary else il[2] - ih[2])
+    return E0, E1, D
+
+
+def _row_coarse_terms(act, ste, r, rho, q, a, b, c, s, rule, dtype):
+    """Per component and row: ``(P, M, V, C, alpha0, alpha1, beta0, beta1, E0, E1, D)``."""
+    lo, feats, fval, fder = _teacher_setup(act, q, a, rule, dtype)
+    width = _safe_div(s, jnp.abs(c))
+    step_edge = -rho
+    windows = _scaled_windows(ste, r, b, rho, step_edge)
+    edges = _edges_of(windows, step_edge)
+    feats = feats + [(_safe_div(e, c), width, rule.grades) for e in edges]
+    t, wt = _nodes(lo, feats, rule, dtype)
+    binary = isinstance(act, Binary)
+    F = fval(t)
+    Fd = None if binary else fder(t, F)
+    M, V, C, E0, E1, D = _kernel_sums(t, wt, F, Fd, edges, windows, c, s, binary, q, a, rule.fast_cdf, dtype)
+    alpha0, alpha1, beta0, beta1 = _closed_window_terms(windows, step_edge, dtype)
+    return nm.norm_cdf(rho), M, V, C, alpha0, alpha1, beta0, beta1, E0, E1, D
+
+
+def _kernel_sums(t, wt, F, Fd, edges, windows, c, s, binary, q, a, fast_cdf, dtype, guard=True):
+    """``M, V, C, E0, E1, D`` with the step/window kernels evaluated at the nodes."""
+    ct = c * t
+    wF = wt * F
+    M = jnp.sum(wF)
+    # E f^2 - M^2 in one pass with M (f = 0 off the support of binary/relu).
+    V = jnp.sum(wF * F) - M * M
+    # One CDF (and one density, for E1) per distinct edge e:
+    # Q_e(t) = P(u > e | t), pdf_e(t) = s phi((e - ct) / s).
+    Q, pdf = zip(*[_edge_terms(ct - e, s, fast_cdf, guard) for e in edges])
+    wtF = wF * t
+    wFd = None if binary else wt * Fd
+    I_F = [jnp.sum(wF * qe) for qe in Q]
+    I_tF = [jnp.sum(wtF * qe) for qe in Q]
+    I_Fd = None if binary else [jnp.sum(wFd * qe) for qe in Q]
+    P_F = [jnp.sum(wF * pe) for pe in pdf]
+    totals = (M, jnp.sum(wtF), None if binary else jnp.sum(wFd))
+    tau = -_safe_div(q, a)
+    E0, E1, D = _window_terms(windows, edges, I_F, I_tF, I_Fd, P_F, totals, c, binary, tau, a, s, dtype)
+    return M, V, I_F[0], E0, E1, D
+
+
+# ---------------------------------------------------------------------------
+# Fast path (float32): a fixed bulk rule and the steps taken apart.
+#
+# The graded rule above places ~20 breakpoints per component and row and must
+# order them; on a CPU that, and the CDF of every edge at every node, cost
+# more than the integrand. The fast path uses the same integrals and needs no
+# ordering:
+#
+# * a fixed bulk: ``P`` equal panels on ``[-cut, cut]`` with Gauss-Legendre
+#   nodes (constants, with ``phi(t)`` folded into the weights). The binary
+#   and ReLU teachers live on ``t > tau``: the panels below the one holding
+#   ``tau`` are masked out and that one is replaced by ``[tau, its end]``.
+#   Smooth teachers (tanh, sin, ...) are analytic on the panels while
+#   ``a * panel`` is moderate; beyond ``a_lim`` the graded rule is used.
+# * smooth regime, ``w = s / |c| >= w0``: the smoothed steps
+#   ``Phi((ct - e) / s)`` vary on a scale >= ``w0`` and are evaluated at the
+#   bulk nodes;
+# * sharp regime, ``w < w0`` (near alignment): each smoothed step is taken
+#   apart exactly as ``Phi(sg (t - T) / w) = 1{sg (t - T) > 0} + Lam(sg (t - T) / w)``
+#   with ``T = e / c``, ``sg = sign c``, ``Lam(y) = Phi(y) - 1{y > 0}`` (odd,
+#   Gaussian tails). The step part is a tail integral of the bulk rule: the
+#   panels above ``T`` plus one panel ``[T, its end]``; the layer part is
+#   ``sg w int phi(T + w y) g(T + w y) Lam(y) dy`` on fixed nodes in ``y``
+#   (split at the teacher's kink for binary/ReLU), and the density terms of
+#   ``E1`` are ``s w int phi(T + w y) g(T + w y) phi(y) dy`` on the same nodes.
+#
+# The regime is one scalar for all components and rows, chosen with
+# ``lax.switch`` (under ``vmap`` over ``w`` every branch runs and the right
+# one is selected).
+
+
+@dataclasses.dataclass(frozen=True)
+class _FastRule:
+    cut: float  # bulk [-cut, cut]
+    panels: int  # equal bulk panels
+    order: int  # Gauss-Legendre points per panel
+    layer_cut: float  # layer integrals over |y| <= layer_cut
+    layer_order: int  # Gauss-Legendre points per side of a layer
+    w0: float  # smooth regime when s / |c| >= w0
+    a_lim: float  # smooth teachers: fixed bulk when max_k a_k * panel <= a_lim
+    fallback: _Rule  # graded rule used beyond a_lim
+    fast_cdf: bool = True
+
+    @property
+    def delta(self):
+        return 2.0 * self.cut / self.panels
+
+
+_FAST32 = _FastRule(
+    cut=5.6, panels=8, order=6, layer_cut=5.5, layer_order=8, w0=0.4, a_lim=2.5, fallback=_RULE32
+)
+
+
+@functools.lru_cache(maxsize=None)
+def _fast_constants(rule):
+    """NumPy float64 constants of the fast rule (cast on use)."""
+    x, wq = np.polynomial.legendre.leggauss(rule.order)
+    d = rule.delta
+    mids = -rule.cut + d * (np.arange(rule.panels) + 0.5)
+    tb = mids[:, None] + 0.5 * d * x[None, :]
+    Wb = 0.5 * d * wq[None, :] * np.exp(-0.5 * tb * tb) / math.sqrt(2 * math.pi)
+    yx, yw = np.polynomial.legendre.leggauss(rule.layer_order)
+    Y = rule.layer_cut
+    yy = 0.5 * Y * (yx + 1.0)
+    yw = 0.5 * Y * yw
+    tail = np.array([0.5 * math.erfc(y / math.sqrt(2)) for y in yy])
+    ys = np.concatenate([-yy, yy])
+    ws = np.concatenate([yw, yw])
+    lam = np.concatenate([tail, -tail])  # Lam(y) = Phi(y) - 1{y > 0}
+    phiy = np.exp(-0.5 * ys * ys) / math.sqrt(2 * math.pi)
+    return dict(x=x, wq=wq, tb=tb, Wb=Wb, ys=ys, ws=ws, lam=lam, phiy=phiy, yx=yx, ywq=np.polynomial.legendre.leggauss(rule.layer_order)[1])
+
+
+def _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp, loss_only=False):
+    """The fast path's per-row terms (module comment above); ``sharp`` is static."""
+    k_ = _fast_constants(rule)
+    cast = lambda x: jnp.asarray(x, dtype)  # noqa: E731
+    x, wq = cast(k_["x"]), cast(k_["wq"])
+    tb, Wb = cast(k_["tb"]), cast(k_["Wb"])
+    cut, P, d = rule.cut, rule.panels, rule.delta
+    binary = isinstance(act, Binary)
+    support = binary or isinstance(act, ReLU)
+    tau = -_safe_div(q, a)
+    _, _, fval, fder = _teacher_setup(act, q, a, rule.fallback, dtype)
+
+    def vals(t):
+        F = fval(t)
+        return F, (None if binary else fder(t, F))
+
+    def panel(lo, hi):
+        half = 0.5 * (hi - lo)
+        t = 0.5 * (hi + lo) + half * x
+        return t, half * wq * nm.norm_pdf(t)
+
+    def index(t):
+        return jnp.clip(jnp.floor((t + cut) / d), 0, P - 1).astype(jnp.int32)
+
+    pidx = jnp.arange(P, dtype=jnp.int32)
+    Fb, Fdb = vals(tb)
+    if support:
+        # Panels below the one holding tau are dropped; that one becomes
+        # [tau, its end] in place (same layout, so no concatenation).
+        tauc = jnp.clip(tau, -cut, cut)
+        k = index(tauc)
+        Wb = Wb * (pidx > k)[:, None]
+        tp, wp = panel(tauc, -cut + (k + 1) * d)
+        here = (pidx == k)[:, None]
+        t_all = jnp.where(here, tp, tb)
+        w_all = jnp.where(here, wp, Wb)
+        F_all, Fd_all = vals(t_all)
+        t_all, w_all, F_all = t_all.ravel(), w_all.ravel(), F_all.ravel()
+        Fd_all = None if binary else Fd_all.ravel()
+        Fb, Fdb = vals(tb)
+    else:
+        t_all, w_all, F_all = tb.ravel(), jnp.broadcast_to(Wb, tb.shape).ravel(), Fb.ravel()
+        Fd_all = None if binary else Fdb.ravel()
+
+    step_edge = -rho
+    if loss_only:
+        windows = []
+    else:
+        windows = _scaled_windows(ste, r, b, rho, step_edge)
+    edges = _edges_of(windows, step_edge)
+
+    if not sharp:
+        # Here s >= w0 |c| > 0.37: the s = 0 guards are not needed.
+        M, V, C, E0, E1, D = _kernel_sums(
+            t_all, w_all, F_all, Fd_all, edges, windows, c, s, binary, q, a, rule.fast_cdf, dtype, guard=False
+        )
+    else:
+        wF = w_all * F_all
+        M = jnp.sum(wF)
+        V = jnp.sum(wF * F_all) - M * M
+        totals = (M, jnp.sum(wF * t_all), None if binary else jnp.sum(w_all * Fd_all))
+        # Per-panel sums of the bulk (masked for binary/relu) for the step parts.
+        Sb = [jnp.sum(Wb * Fb, axis=1), jnp.sum(Wb * Fb * tb, axis=1)]
+        if not binary:
+            Sb.append(jnp.sum(Wb * Fdb, axis=1))
+        w = _safe_div(s, jnp.abs(c))
+        sg = jnp.where(c < 0, -1.0, 1.0)
+        ys, ws = cast(k_["ys"]), cast(k_["ws"])
+        lam, phiy = cast(k_["lam"]), cast(k_["phiy"])
+        Y = rule.layer_cut
+        yx, ywq = cast(k_["yx"]), cast(k_["ywq"])
+        I_F, I_tF, I_Fd, P_F = [], [], [], []
+        for e in edges:
+            T = _safe_div(e, c)
+            # Step part: U_g(T) = int_T^cut phi g (g = 0 below tau for binary/relu).
+            Tq = jnp.clip(jnp.maximum(T, tau) if support else T, -cut, cut)
+            j = index(Tq)
+            above = (pidx > j).astype(dtype)
+            t1, w1 = panel(Tq, -cut + (j + 1) * d)
+            F1, Fd1 = vals(t1)
+            parts = [F1, F1 * t1] + ([] if binary else [Fd1])
+            U = [jnp.sum(S_g * above) + jnp.sum(w1 * g1) for S_g, g1 in zip(Sb, parts)]
+            tot = [totals[0], totals[1]] + ([] if binary else [totals[2]])
+            step = [jnp.where(sg > 0, u, tt - u) for u, tt in zip(U, tot)]
+            # Layer part on y-nodes.
+            if support:
+                # g = 0 for t < tau, i.e. y < y0: panels [A, max(A, 0)] and [max(A, 0), Y].
+                A = jnp.clip(_safe_div(tau - T, w), -Y, Y)
+                Bm = jnp.maximum(A, 0.0)
+                yl, wl = [], []
+                for lo_, hi_ in ((A, Bm), (Bm, jnp.asarray(Y, dtype))):
+                    half = 0.5 * (hi_ - lo_)
+                    yl.append(0.5 * (hi_ + lo_) + half * yx)
+                    wl.append(half * ywq)
+                yv = jnp.concatenate(yl)
+                wv = jnp.concatenate(wl)
+                lamv = _fast_cdf(yv, rule.fast_cdf) - (yv > 0).astype(dtype)
+                phv = nm.norm_pdf(yv)
+            else:
+                yv, wv, lamv, phv = ys, ws, lam, phiy
+            tl = T + w * yv
+            Fl, Fdl = vals(tl)
+            G = wv * nm.norm_pdf(tl)
+            lay = [G * Fl, G * Fl * tl] + ([] if binary else [G * Fdl])
+            layer = [sg * w * jnp.sum(lamv * g) for g in lay]
+            I = [st + ly for st, ly in zip(step, layer)]
+            I_F.append(I[0])
+            I_tF.append(I[1])
+            I_Fd.append(None if binary else I[2])
+            P_F.append(s * w * jnp.sum(phv * lay[0]))
+        C = I_F[0]
+        E0, E1, D = _window_terms(windows, edges, I_F, I_tF, I_Fd, P_F, totals, c, binary, tau, a, s, dtype)
+    if loss_only:
+        return M, V, C
+    alpha0, alpha1, beta0, beta1 = _closed_window_terms(windows, step_edge, dtype)
+    return nm.norm_cdf(rho), M, V, C, alpha0, alpha1, beta0, beta1, E0, E1, D
+
+
+def _angle(w, ws):
+    """Kahan's angle (:func:`stedyn._numerics.angle_cos_sin`), snapped to 0 / pi.
+
+    Within rounding of alignment, ``w^ - w*^`` (or ``w^ + w*^``) is noise
+    whose direction is random; its gradient would turn a kink of the loss at
+    0 or pi (binary teacher) into a full-size gradient in a random direction.
+    It is taken as exactly 0 there, as in :func:`stedyn._gaussian.true_grad`.
+    """
+    wh = w / nm.safe_norm(w)
+    wsh = ws / nm.safe_norm(ws)
+    tol = 8.0 * jnp.finfo(jnp.result_type(w)).eps
+    d, e = wh - wsh, wh + wsh
+    d = jnp.where(nm.safe_norm(d) > tol, d, 0.0)
+    e = jnp.where(nm.safe_norm(e) > tol, e, 0.0)
+    phi = 2.0 * jnp.arctan2(nm.safe_norm(d), nm.safe_norm(e))
+    return phi, jnp.cos(phi), jnp.sin(phi), wh, wsh
+
+
+def _geometry(w, teacher, means, sig):
+    """Per-component/row standardized quantities, shapes (K, m) and (K,)."""
+    phi, c, s, wh, wsh = _angle(w, teacher.w)
+    nws = nm.safe_norm(teacher.w)
+    nw = nm.safe_norm(w)
+    a = sig * nws  # (K,)
+    b = sig * nw  # (K,)
+    rho = jnp.einsum("kin,n->ki", means, wh) / sig[:, None]
+    q = jnp.einsum("kin,n->ki", means, teacher.w)
+    return dict(c=c, s=s, wh=wh, wsh=wsh, a=a, b=b, rho=rho, q=q)
+
+
+def _mixture_arrays(mixture, dtype):
+    means = jnp.asarray(mixture.means).astype(dtype)
+    K = means.shape[0]
+    sig = jnp.broadcast_to(jnp.asarray(mixture.sigma).astype(dtype), (K,))
+    if mixture.weights is None:
+        pi = jnp.full((K,), 1.0 / K, dtype)
+    else:
+        pi = jnp.asarray(mixture.weights).astype(dtype)
+        pi = pi / jnp.sum(pi)
+    return means, sig, pi
+
+
+def _rows(row, g, with_b):
+    """vmap a per-row function over components (axis 0) and rows (axis 1)."""
+    if with_b:
+        fn = jax.vmap(jax.vmap(row, in_axes=(0, 0, None, None)), in_axes=(0, 0, 0, 0))
+        return fn(g["rho"], g["q"], g["a"], g["b"])
+    fn = jax.vmap(jax.vmap(row, in_axes=(0, 0, None)), in_axes=(0, 0, 0))
+    return fn(g["rho"], g["q"], g["a"])
+
+
+def _dispatch(act, g, rule, graded_row, fast_row, with_b):
+    """Graded rule, or the fast rule's smooth / sharp regime (one scalar choice)."""
+    if not isinstance(rule, _FastRule):
+        return _rows(lambda *args: graded_row(*args, rule), g, with_b)
+    c, s = g["c"], g["s"]
+    branches = [
+        lambda: _rows(lambda *args: fast_row(*args, False), g, with_b),
+        lambda: _rows(lambda *args: fast_row(*args, True), g, with_b),
+    ]
+    sharp = _safe_div(s, jnp.abs(c)) < rule.w0
+    idx = jnp.where(sharp, 1, 0)
+    if not isinstance(act, (Binary, ReLU)):
+        branches.append(lambda: _rows(lambda *args: graded_row(*args, rule.fallback), g, with_b))
+        idx = jnp.where(jnp.max(g["a"]) * rule.delta > rule.a_lim, 2, idx)
+    return jax.lax.switch(idx, branches)
+
+
+def _default_rule(dtype):
+    return _FAST32 if jnp.finfo(dtype).bits < 64 else _RULE64
+
+
+def loss(v, w, teacher, mixture, rule=None):
+    """Exact population loss for Gaussian-mixture input (module docstring)."""
+    dtype = jnp.result_type(v)
+    rule = rule or _default_rule(dtype)
+    act = teacher.act
+    means, sig, pi = _mixture_arrays(mixture, dtype)
+    g = _geometry(w, teacher, means, sig)
+    c, s = g["c"], g["s"]
+
+    def graded_row(rho, q, a, rl):
+        return _row_loss_terms(act, rho, q, a, c, s, rl, dtype)
+
+    def fast_row(rho, q, a, sharp):
+        return _row_fast(act, None, None, rho, q, a, None, c, s, rule, dtype, sharp, loss_only=True)
+
+    M, V, C = _dispatch(act, g, rule, graded_row, fast_row, with_b=False)
+    P = nm.norm_cdf(g["rho"])
+    PQ = P * nm.norm_cdf(-g["rho"])
+    vs = teacher.v
+    R = P @ v - M @ vs  # (K,)
+    Lk = 0.5 * R * R + 0.5 * (PQ @ (v * v)) - (C - P * M) @ (v * vs) + 0.5 * (V @ (vs * vs))
+    return jnp.sum(pi * Lk)
+
+
+def true_grad(v, w, teacher, mixture):
+    """Gradient of the exact mixture loss (autodiff of :func:`loss`)."""
+    return jax.grad(loss, argnums=(0, 1))(v, w, teacher, mixture)
+
+
+def coarse_grad(v, w, teacher, mixture, ste, r, rule=None):
+    """Expected coarse gradient (Yin Alg. 1 directions) for a windowed STE."""
+    dtype = jnp.result_type(v)
+    rule = rule or _default_rule(dtype)
+    act = teacher.act
+    means, sig, pi = _mixture_arrays(mixture, dtype)
+    g = _geometry(w, teacher, means, sig)
+    c, s = g["c"], g["s"]
+
+    def graded_row(rho, q, a, b, rl):
+        return _row_coarse_terms(act, ste, r, rho, q, a, b, c, s, rl, dtype)
+
+    def fast_row(rho, q, a, b, sharp):
+        return _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp)
+
+    P, M, V, C, al0, al1, be0, be1, E0, E1, D = _dispatch(act, g, rule, graded_row, fast_row, with_b=True)
+    vs = teacher.v
+    PQ = P * nm.norm_cdf(-g["rho"])
+    R = P @ v - M @ vs  # (K,)
+    dv = jnp.einsum("k,ki->i", pi, P * R[:, None] + PQ * v - (C - P * M) * vs)
+    Rm = R[:, None] - v * P + vs * M  # R_{-i}, (K, m)
+    vv, vvs = v * v, v * vs
+    c_mu = v * Rm * al0 + vv * be0 - vvs * E0  # (K, m)
+    c_wh = v * Rm * al1 + vv * be1 - vvs * E1
+    c_d = vvs * D
+    wh, wsh = g["wh"], g["wsh"]
+    mu_part = jnp.einsum("k,ki,kin->n", pi, c_mu, means)
+    wh_coef = jnp.sum(pi * sig * jnp.sum(c_wh, axis=1))
+    d_coef = jnp.sum(pi * sig * g["a"] * jnp.sum(c_d, axis=1))
+    dw = mu_part + wh_coef * wh - d_coef * (wsh - c * wh)
+    return dv, dw
