@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 
 _NUM = (int, float)
 OPTIMIZERS = ("none", "sgd", "momentum", "adam")
-DATA_KINDS = ("gaussian",)
+DATA_KINDS = ("gaussian", "mixture")
 
 
 def _pos(x):
@@ -56,7 +56,9 @@ SCHEMA = {
     },
     "data": {
         "kind": (str, "gaussian", lambda s: s in DATA_KINDS, f"one of {DATA_KINDS}"),
-        "sigma": (_NUM, 1.0, _pos, "a number > 0"),
+        "sigma": (_NUM, 1.0, _pos, "a number > 0 (input std; per component for a mixture)"),
+        "components": (int, 10, _pos, "an integer >= 1 (mixture components K)"),
+        "mean_scale": (_NUM, 1.0, _nonneg, "a number >= 0 (mixture means ~ mean_scale N(0, 1) per entry)"),
     },
     "teacher": {
         "activation": (str, "relu", lambda s: s in ACTIVATIONS, f"one of {tuple(ACTIVATIONS)}"),
@@ -111,6 +113,7 @@ AXES = {
     "v_scale": ("init", "v_scale"),
     "r": ("train", "r"),
     "sigma": ("data", "sigma"),
+    "components": ("data", "components"),
     "lr": ("train", "lr"),
     "m": ("model", "m"),
     "n": ("model", "n"),
@@ -120,7 +123,7 @@ AXES = {
     "rule": ("train", "rule"),
 }
 # Axes that change shapes or code: each value compiles its own program.
-STATIC_AXES = ("m", "n", "ste", "activation", "rule")
+STATIC_AXES = ("m", "n", "components", "ste", "activation", "rule")
 AXIS_FORMS = "a list of values, or a table {linspace=[a, b], num=k}, {geomspace=[a, b], num=k}, {range=k} or {random=[a, b], num=k, log=false}"
 
 
@@ -273,6 +276,8 @@ def parse_config(raw: dict) -> SweepConfig:
     resolved["axes"] = [[name, list(vals)] for name, vals in axes]  # a list: the order is the grid's
 
     ax_names = [a for a, _ in axes]
+    if "components" in ax_names and resolved["data"]["kind"] != "mixture":
+        raise ConfigError("axes.components needs data.kind = 'mixture'")
     for k in ("x", "y", "panels"):
         v = resolved["plot"][k]
         if v and v not in ax_names:

@@ -502,6 +502,10 @@ def _data_event_ndims(data):
         return {"sigma": 0}
     if isinstance(data, Empirical):
         return {"Z": 3}
+    if type(data).__name__ == "GaussianMixture":
+        # Never batched in sd.run (its sigma may be per component); sweeps
+        # build one mixture per configuration inside their own vmap.
+        return {f: jnp.ndim(getattr(data, f)) for f in ("means", "sigma", "weights") if getattr(data, f) is not None}
     nd = getattr(data, "event_ndims", None)
     if nd is None:
         raise ValueError(f"data {type(data).__name__} does not say its field shapes (event_ndims)")

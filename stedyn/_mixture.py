@@ -454,8 +454,8 @@ def _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp, loss_only=Fal
         # [tau, its end] in place (same layout, so no concatenation).
         tauc = jnp.clip(tau, -cut, cut)
         k = index(tauc)
-        Wb = Wb * (pidx > k)[:, None]
-        tp, wp = panel(tauc, -cut + (k + 1) * d)
+        Wb = Wb * (pidx > k).astype(dtype)[:, None]
+        tp, wp = panel(tauc, -cut + (k + 1).astype(dtype) * d)
         here = (pidx == k)[:, None]
         t_all = jnp.where(here, tp, tb)
         w_all = jnp.where(here, wp, Wb)
@@ -501,7 +501,7 @@ def _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp, loss_only=Fal
             Tq = jnp.clip(jnp.maximum(T, tau) if support else T, -cut, cut)
             j = index(Tq)
             above = (pidx > j).astype(dtype)
-            t1, w1 = panel(Tq, -cut + (j + 1) * d)
+            t1, w1 = panel(Tq, -cut + (j + 1).astype(dtype) * d)
             F1, Fd1 = vals(t1)
             parts = [F1, F1 * t1] + ([] if binary else [Fd1])
             U = [jnp.sum(S_g * above) + jnp.sum(w1 * g1) for S_g, g1 in zip(Sb, parts)]

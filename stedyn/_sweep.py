@@ -148,6 +148,9 @@ def _group_static(cfg, statics):
         seed=r["seed"],
         t_v_scale=r["teacher"]["v_scale"],
         t_w_norm=r["teacher"]["w_norm"],
+        data_kind=r["data"]["kind"],
+        components=int(pick("components")),
+        mean_scale=r["data"]["mean_scale"],
     )
 
 
@@ -168,12 +171,14 @@ def draw_problem(seed, p, st):
 
     ``v* ~ v_scale N(0, I_m)``, ``w* = |w*| u`` with ``u`` uniform on the
     sphere, ``w0`` at the configured angle and norm in a random direction
-    orthogonal to ``w*``, ``v0 ~ init.v_scale N(0, I_m)``; the keys come
-    from the base seed folded with the configuration's seed alone.
+    orthogonal to ``w*``, ``v0 ~ init.v_scale N(0, I_m)``; for a mixture,
+    ``K`` equally weighted components with means ``mean_scale N(0, 1)`` per
+    entry (Proper-STE Sec. 4) and std ``sigma``. The keys come from the base
+    seed folded with the configuration's seed alone.
     """
     dtype = jnp.dtype(st["dtype"])
     key = jax.random.fold_in(jax.random.key(st["seed"]), seed)
-    k_vs, k_ws, k_v0, k_perp = jax.random.split(key, 4)
+    k_vs, k_ws, k_v0, k_perp, k_means = jax.random.split(key, 5)
     m, n = st["m"], st["n"]
     vs = st["t_v_scale"] * jax.random.normal(k_vs, (m,), dtype)
     u = jax.random.normal(k_ws, (n,), dtype)
@@ -182,6 +187,11 @@ def draw_problem(seed, p, st):
     w0 = w_at_angle(ws, p["angle"], p["w_norm"], perp)
     v0 = p["v_scale"] * jax.random.normal(k_v0, (m,), dtype)
     teacher = Teacher(vs, ws, st["activation"])
+    if st["data_kind"] == "mixture":
+        from ._model import GaussianMixture
+
+        means = st["mean_scale"] * jax.random.normal(k_means, (st["components"], m, n), dtype)
+        return v0, w0, teacher, GaussianMixture(means, p["sigma"])
     return v0, w0, teacher, Gaussian(p["sigma"])
 
 

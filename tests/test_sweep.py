@@ -258,3 +258,34 @@ def test_cli_sweep_plot_run_merge_and_errors(tmp_path, capsys):
     assert _cli.main(["plot", str(tmp_path / "nowhere")]) == 2
     assert _cli.main(["config"]) == 0
     assert "[axes]" in capsys.readouterr().out
+
+
+def test_mixture_components_axis(tmp_path):
+    """data.kind = "mixture" with a components axis: one program per K, each
+    row the same computation as sd.run on the drawn mixture."""
+    raw = {
+        "model": {"m": 3, "n": 4},
+        "data": {"kind": "mixture", "mean_scale": 0.5},
+        "teacher": {"activation": "tanh"},
+        "train": {"steps": 20, "record_every": 10, "lr": 0.05, "ste": "crelu"},
+        "axes": {"components": [1, 3], "angle": [0.5, 2.0]},
+        "plot": {"x": "angle", "y": "components"},
+        # float64 programs compile about twice as fast as the float32 rule's.
+        "execution": {"dtype": "float64"},
+        "output": {"figures": False},
+    }
+    res = sd.sweep(raw, str(tmp_path), progress=False)
+    assert list(res["axis_components"]) == [1, 3]
+    assert np.all(np.isfinite(res["final_loss"]))
+    cfg = sd.parse_config(raw)
+    for i in (3,):
+        K = int(res["axis_components"][res["index_components"][i]])
+        st = _sweep._group_static(cfg, {"components": K})
+        p = {k: np.float64(res["axis_angle"][res["index_angle"][i]]) if k == "angle" else np.float64(cfg.value(*sd._config.AXES[k])) for k in _sweep.DYNAMIC}
+        v0, w0, teacher, data = _sweep.draw_problem(np.uint32(0), p, st)
+        assert isinstance(data, sd.GaussianMixture) and data.means.shape == (K, 3, 4)
+        one = sd.run(v0, w0, teacher, data, ste="crelu", r=1.0, lr=p["lr"], steps=20, record_every=10)
+        np.testing.assert_allclose(res["w"][i], one.w, rtol=1e-10)
+        np.testing.assert_allclose(res["final_loss"][i], sd.population_loss(one.v, one.w, teacher, data), rtol=1e-10)
+    with pytest.raises(sd.ConfigError, match="axes.components needs data.kind = 'mixture'"):
+        sd.parse_config({**raw, "data": {"kind": "gaussian"}})
