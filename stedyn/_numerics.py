@@ -94,7 +94,9 @@ def atan2_nonneg(y, x):
     poly = jnp.zeros_like(z)
     for k in range(n - 1, 0, -1):
         poly = poly * z + ((-1.0) ** k / (2 * k + 1))
-    at = jnp.where(upper, 0.25 * math.pi, 0.0) + (u + u * (z * poly))
+    # pi/4 as an array of the input dtype: a where of two Python floats would
+    # be a float64 select under x64 mode, whatever the dtype of y and x.
+    at = jnp.where(upper, jnp.full_like(u, 0.25 * math.pi), 0.0) + (u + u * (z * poly))
     at = jnp.where(y > ax, 0.5 * math.pi - at, at)
     return jnp.where(x < 0, math.pi - at, at)
 
