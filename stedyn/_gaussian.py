@@ -48,6 +48,8 @@ coordinates of :mod:`stedyn._activations` (``s1``, ``t``, ``a = sigma |w*|``,
 
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
 
 from . import _numerics as nm
@@ -164,33 +166,56 @@ def coarse_grad(v, w, teacher, sigma, ste, r):
     return dv, dw
 
 
-def coarse_w_from(act, g, q, m1, ste, r):
-    """``(k_r, k_t)``: ``E[g_ste] = sigma (k_r w^ - k_t (w*^ - c w^))``."""
+def _narrow_moment(act, order, l_static_zero, l, h, a, c, s):
+    """``E[1{l < s1 < h} s1 F(s1)]``, ``F(e) = E[f(a t) | s1 = e]``, by Gauss-Legendre.
+
+    One rule on ``[l, 0]`` and one on ``[0, h]`` (``F`` may jump or kink at
+    0); a single segment when ``l`` is the literal 0 (``l_static_zero``, and
+    then ``l`` is ignored). Elementwise in ``l, h, a, c, s`` (any common
+    shape): the nodes are a Python loop (see
+    :func:`stedyn._numerics.gauss_legendre_pairs`).
+    """
+    zero = jnp.zeros_like(h)
+    if l_static_zero:
+        segments = ((zero, h),)
+    else:
+        mid = jnp.clip(zero, l, h)
+        segments = ((l, mid), (mid, h))
+    ac, as_ = a * c, a * s
+    total = zero
+    for u, z in segments:
+        half = 0.5 * (z - u)
+        part = zero
+        for xk, wk in nm.gauss_legendre_pairs(order):
+            x = u + half * (xk + 1.0)
+            part = part + wk * (nm.norm_pdf(x) * x * act.smoothed(ac * x, as_))
+        total = total + half * part
+    return total
+
+
+def coarse_w_from(act, g, q, m1, ste, r, *, lazy=False):
+    """``(k_r, k_t)``: ``E[g_ste] = sigma (k_r w^ - k_t (w*^ - c w^))``.
+
+    ``lazy=True`` evaluates the narrow-window quadrature only when some entry
+    of a vmapped batch needs it (:func:`stedyn._numerics.where_any`); the
+    dynamics use it, where a whole run rarely has a narrow window. It has no
+    reverse-mode derivative, so the public functions keep ``lazy=False``.
+    """
     a, c, s, phi = g["a"], g["c"], g["s"], g["phi"]
     zero = jnp.zeros_like(a)
 
     def pdf_f(e):
-        # phi(e) F(e); both vanish at infinite ends.
-        return zero if e is None else nm.norm_pdf(e) * act.smoothed(a * c * e, a * s)
+        # phi(e) F(e); both vanish at infinite ends. At a literal 0 edge
+        # F(0) = E[f(a s eps)] is the activation's mean at scale a s (a
+        # closed form for the built-in teachers, no CDF to evaluate).
+        if e is None:
+            return zero
+        if _is_zero(e):
+            return nm.INV_SQRT_2PI * act.mean(a * s)
+        return nm.norm_pdf(e) * act.smoothed(a * c * e, a * s)
 
-    smoothed_at = jnp.vectorize(lambda x: act.smoothed(a * c * x, a * s))
     dtype = jnp.result_type(a)
-    xg, wg = nm.gauss_legendre(_NARROW_ORDER.get(jnp.finfo(dtype).bits, 20), dtype)
-
-    def s1_moment_direct(l, h, l_static_zero):
-        # E[1{l < s1 < h} s1 F(s1)] by Gauss-Legendre on [l, 0] and [0, h]
-        # (F may jump or kink at 0); one segment when l is the literal 0.
-        if l_static_zero:
-            segments = ((zero, h),)
-        else:
-            mid = jnp.clip(zero, l, h)
-            segments = ((l, mid), (mid, h))
-        total = zero
-        for u, z in segments:
-            half = 0.5 * (z - u)
-            x = u + half * (xg + 1.0)
-            total = total + half * jnp.sum(wg * nm.norm_pdf(x) * x * smoothed_at(x))
-        return total
+    order = _NARROW_ORDER.get(jnp.finfo(dtype).bits, 20)
 
     # C = E[mu' f(x*) z] / sigma = lam w^ + a D (w*^ - c w^), with
     # lam = E[mu' s1 f(a t)] = Gamma + a c D (Stein). For a narrow window
@@ -208,7 +233,13 @@ def coarse_w_from(act, g, q, m1, ste, r):
             narrow = (h - l) < 0.5
             lz = _is_zero(l)
             l_in = l if lz else jnp.where(narrow, l, 0.0)
-            lam_k = jnp.where(narrow, s1_moment_direct(l_in, jnp.where(narrow, h, 0.25), lz), lam_k)
+            h_in = jnp.where(narrow, h, 0.25)
+            moment = functools.partial(_narrow_moment, act, order, lz)
+            l_arg = zero if lz else l_in
+            if lazy:
+                lam_k = nm.where_any(narrow, moment, lam_k, l_arg, h_in, a, c, s)
+            else:
+                lam_k = jnp.where(narrow, moment(l_arg, h_in, a, c, s), lam_k)
         lam = lam + wt * lam_k
         D = D + wt * d_k
 
