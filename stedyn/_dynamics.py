@@ -575,7 +575,8 @@ def run(
       v0: initial ``v``, shape (m,) or (B, m), floating.
       w0: initial ``w``, shape (n,) or (B, n), nonzero.
       teacher: :class:`stedyn.Teacher`.
-      data: :class:`stedyn.Gaussian` (exact) or :class:`stedyn.Empirical`.
+      data: :class:`stedyn.Gaussian` or :class:`stedyn.GaussianMixture` (exact),
+        or :class:`stedyn.Empirical` (sample means).
       ste: STE name or :class:`stedyn.STE` (ignored by ``rule="true"``).
       r: clip value, > 0 (``crelu``, ``clipped_identity``).
       lr: learning rate eta > 0; default 0.01. With ``optimizer`` a factory,

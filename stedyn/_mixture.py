@@ -613,13 +613,16 @@ def _default_rule(dtype):
     return _FAST32 if jnp.finfo(dtype).bits < 64 else _RULE64
 
 
+def _setup(v, w, teacher, mixture, rule):
+    """Dtype, rule, teacher activation, mixture arrays and geometry of one call."""
+    dtype = jnp.result_type(v)
+    means, sig, pi = _mixture_arrays(mixture, dtype)
+    return dtype, rule or _default_rule(dtype), teacher.act, means, sig, pi, _geometry(w, teacher, means, sig)
+
+
 def loss(v, w, teacher, mixture, rule=None):
     """Exact population loss for Gaussian-mixture input (module docstring)."""
-    dtype = jnp.result_type(v)
-    rule = rule or _default_rule(dtype)
-    act = teacher.act
-    means, sig, pi = _mixture_arrays(mixture, dtype)
-    g = _geometry(w, teacher, means, sig)
+    dtype, rule, act, means, sig, pi, g = _setup(v, w, teacher, mixture, rule)
     c, s = g["c"], g["s"]
 
     def graded_row(rho, q, a, rl):
@@ -644,11 +647,7 @@ def true_grad(v, w, teacher, mixture):
 
 def coarse_grad(v, w, teacher, mixture, ste, r, rule=None):
     """Expected coarse gradient (Yin Alg. 1 directions) for a windowed STE."""
-    dtype = jnp.result_type(v)
-    rule = rule or _default_rule(dtype)
-    act = teacher.act
-    means, sig, pi = _mixture_arrays(mixture, dtype)
-    g = _geometry(w, teacher, means, sig)
+    dtype, rule, act, means, sig, pi, g = _setup(v, w, teacher, mixture, rule)
     c, s = g["c"], g["s"]
 
     def graded_row(rho, q, a, b, rl):

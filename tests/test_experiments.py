@@ -115,3 +115,26 @@ def test_bcgd_normalized_iterates_and_remark1(bcgd):
             np.testing.assert_allclose(M["w_norm"], 1.0, rtol=1e-12)
     assert bcgd["remark1_n"] >= 1
     assert bcgd["remark1_frac"] == 1.0
+
+
+def test_proper_ste_fig1_quick(tmp_path):
+    """Proper-STE Fig. 1 setup, quick: both methods run, agree at the start
+    within the Monte-Carlo standard error, and exact population-gradient
+    descent (eta = 0.01 on a smooth loss) decreases the loss at every record."""
+    import proper_ste_fig1
+
+    res = proper_ste_fig1.main(["--quick", "--teachers", "relu", "--out", str(tmp_path)])["results"]["relu"]
+    st = res["start"]
+    assert abs(st["sample"] - st["exact"]) <= 5 * st["se"]
+    assert st["se"] < 0.05 * st["exact"]  # the check has teeth
+    true = res["exact"]["true"]["loss"]
+    assert np.all(np.diff(true) <= 1e-12 * true[0])
+    for method in ("paper", "exact"):
+        for name in proper_ste_fig1.RUNS:
+            d = res[method][name]
+            assert np.all(np.isfinite(d["loss"])) and len(d["loss"]) == len(d["steps"])
+    # The exact runs record the exact loss: at the end it is the loss of the final iterate.
+    for name in proper_ste_fig1.RUNS:
+        d = res["exact"][name]
+        assert abs(d["loss"][-1] - d["exact_final_loss"]) <= 1e-12 * d["exact_final_loss"]
+    assert (tmp_path / "fig1_relu.png").stat().st_size > 0 and (tmp_path / "summary.md").exists()
