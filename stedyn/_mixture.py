@@ -548,24 +548,30 @@ def _angle(w, ws):
     whose direction is random; its gradient would turn a kink of the loss at
     0 or pi (binary teacher) into a full-size gradient in a random direction.
     It is taken as exactly 0 there, as in :func:`stedyn._gaussian.true_grad`.
+
+    The norms are taken in pairs (one reduction over a (2, n) array each):
+    on XLA:CPU every separate reduction is a kernel launch, and this chain of
+    scalars costs more in launches than in arithmetic.
     """
-    wh = w / nm.safe_norm(w)
-    wsh = ws / nm.safe_norm(ws)
+    nrm = nm.safe_norm(jnp.stack([w, ws]))
+    wh = w / nrm[0]
+    wsh = ws / nrm[1]
     tol = 8.0 * jnp.finfo(jnp.result_type(w)).eps
-    d, e = wh - wsh, wh + wsh
-    d = jnp.where(nm.safe_norm(d) > tol, d, 0.0)
-    e = jnp.where(nm.safe_norm(e) > tol, e, 0.0)
-    phi = 2.0 * jnp.arctan2(nm.safe_norm(d), nm.safe_norm(e))
-    return phi, jnp.cos(phi), jnp.sin(phi), wh, wsh
+    nde = nm.safe_norm(jnp.stack([wh - wsh, wh + wsh]))
+    # |where(|d| > tol, d, 0)| = where(|d| > tol, |d|, 0), value and gradient.
+    nde = jnp.where(nde > tol, nde, 0.0)
+    phi = 2.0 * jnp.arctan2(nde[0], nde[1])
+    return phi, jnp.cos(phi), jnp.sin(phi), wh, wsh, nrm
 
 
 def _geometry(w, teacher, means, sig):
     """Per-component/row standardized quantities, shapes (K, m) and (K,)."""
-    phi, c, s, wh, wsh = _angle(w, teacher.w)
-    nws = nm.safe_norm(teacher.w)
-    nw = nm.safe_norm(w)
+    phi, c, s, wh, wsh, nrm = _angle(w, teacher.w)
+    nw, nws = nrm[0], nrm[1]
     a = sig * nws  # (K,)
     b = sig * nw  # (K,)
+    # Two matrix-vector products: stacked into one (K m, n) x (n, 2) product,
+    # XLA:CPU hands it to a library call that costs ~10x these two.
     rho = jnp.einsum("kin,n->ki", means, wh) / sig[:, None]
     q = jnp.einsum("kin,n->ki", means, teacher.w)
     return dict(c=c, s=s, wh=wh, wsh=wsh, a=a, b=b, rho=rho, q=q)
@@ -635,8 +641,10 @@ def loss(v, w, teacher, mixture, rule=None):
     P = nm.norm_cdf(g["rho"])
     PQ = P * nm.norm_cdf(-g["rho"])
     vs = teacher.v
-    R = P @ v - M @ vs  # (K,)
-    Lk = 0.5 * R * R + 0.5 * (PQ @ (v * v)) - (C - P * M) @ (v * vs) + 0.5 * (V @ (vs * vs))
+    # Row sums as elementwise products and reductions rather than
+    # matrix-vector products (fewer, fusible kernels on CPU).
+    R = jnp.sum(P * v - M * vs, axis=1)  # (K,)
+    Lk = 0.5 * R * R + jnp.sum(0.5 * PQ * (v * v) - (C - P * M) * (v * vs) + 0.5 * V * (vs * vs), axis=1)
     return jnp.sum(pi * Lk)
 
 
@@ -659,15 +667,17 @@ def coarse_grad(v, w, teacher, mixture, ste, r, rule=None):
     P, M, V, C, al0, al1, be0, be1, E0, E1, D = _dispatch(act, g, rule, graded_row, fast_row, with_b=True)
     vs = teacher.v
     PQ = P * nm.norm_cdf(-g["rho"])
-    R = P @ v - M @ vs  # (K,)
-    dv = jnp.einsum("k,ki->i", pi, P * R[:, None] + PQ * v - (C - P * M) * vs)
+    R = jnp.sum(P * v - M * vs, axis=1)  # (K,)
+    dv = jnp.sum(pi[:, None] * (P * R[:, None] + PQ * v - (C - P * M) * vs), axis=0)
     Rm = R[:, None] - v * P + vs * M  # R_{-i}, (K, m)
     vv, vvs = v * v, v * vs
     c_mu = v * Rm * al0 + vv * be0 - vvs * E0  # (K, m)
     c_wh = v * Rm * al1 + vv * be1 - vvs * E1
     c_d = vvs * D
     wh, wsh = g["wh"], g["wsh"]
-    mu_part = jnp.einsum("k,ki,kin->n", pi, c_mu, means)
+    # A row vector times means as (K m, n): no transposed copy of means.
+    K, m, n = means.shape
+    mu_part = (pi[:, None] * c_mu).reshape(K * m) @ means.reshape(K * m, n)
     wh_coef = jnp.sum(pi * sig * jnp.sum(c_wh, axis=1))
     d_coef = jnp.sum(pi * sig * g["a"] * jnp.sum(c_d, axis=1))
     dw = mu_part + wh_coef * wh - d_coef * (wsh - c * wh)

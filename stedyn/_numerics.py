@@ -147,7 +147,9 @@ def cdf_of_ratio(num, den):
     small = den <= _tiny(den) * 1e4
     safe_den = jnp.where(small, 1.0, den)
     val = norm_cdf(jnp.where(small, 0.0, num) / safe_den)
-    step = jnp.where(num > 0, 1.0, jnp.where(num < 0, 0.0, 0.5))
+    # 1/2 as an array of num's dtype: a where of two Python floats would be a
+    # float64 select under x64 mode, whatever the dtype of num.
+    step = jnp.where(num > 0, 1.0, jnp.where(num < 0, 0.0, jnp.full_like(num, 0.5)))
     return jnp.where(small, step, val)
 
 
