@@ -19,6 +19,9 @@ from ._model import Teacher as Teacher
 from ._population import coarse_grad as coarse_grad
 from ._population import population_grad as population_grad
 from ._population import population_loss as population_loss
+from ._quantize import Quantizer as Quantizer
+from ._quantize import best_quantized as best_quantized
+from ._quantize import quantize as quantize
 from ._ste import STE as STE
 from ._sweep import load_results as load_results
 from ._sweep import merge as merge

@@ -80,6 +80,8 @@ SCHEMA = {
         "rule": (str, "coarse", lambda s: s in RULES, f"one of {RULES}"),
         "optimizer": (str, "none", lambda s: s in OPTIMIZERS, f"one of {OPTIMIZERS}"),
         "momentum": (_NUM, 0.9, lambda x: 0 <= x < 1, "a number in [0, 1)"),
+        "bits": (int, 0, lambda b: 0 <= b <= 16, "an integer in [0, 16] (quantized filter bit width; 0: float filter)"),
+        "rho": (_NUM, 0.0, lambda x: 0 <= x < 1, "a number in [0, 1) (BCGD eq. 10 blending; 0: BinaryConnect)"),
     },
     "tolerances": {
         f.name: (_NUM, f.default, _nonneg, "a number >= 0") for f in dataclasses.fields(Tolerances)
@@ -121,9 +123,11 @@ AXES = {
     "ste": ("train", "ste"),
     "activation": ("teacher", "activation"),
     "rule": ("train", "rule"),
+    "bits": ("train", "bits"),
+    "rho": ("train", "rho"),
 }
 # Axes that change shapes or code: each value compiles its own program.
-STATIC_AXES = ("m", "n", "components", "ste", "activation", "rule")
+STATIC_AXES = ("m", "n", "components", "ste", "activation", "rule", "bits")
 AXIS_FORMS = "a list of values, or a table {linspace=[a, b], num=k}, {geomspace=[a, b], num=k}, {range=k} or {random=[a, b], num=k, log=false}"
 
 
@@ -278,6 +282,14 @@ def parse_config(raw: dict) -> SweepConfig:
     ax_names = [a for a, _ in axes]
     if "components" in ax_names and resolved["data"]["kind"] != "mixture":
         raise ConfigError("axes.components needs data.kind = 'mixture'")
+    swept = dict(axes)
+    bits = swept.get("bits", [resolved["train"]["bits"]])
+    rhos = swept.get("rho", [resolved["train"]["rho"]])
+    rules = swept.get("rule", [resolved["train"]["rule"]])
+    if any(r > 0 for r in rhos) and not any(b > 0 for b in bits):
+        raise ConfigError("train.rho (blending) needs a quantized filter: set train.bits >= 1")
+    if any(b > 0 for b in bits) and "normalized" in rules:
+        raise ConfigError("train.bits >= 1 (quantized filter) works with train.rule 'coarse' or 'true', not 'normalized'")
     for k in ("x", "y", "panels"):
         v = resolved["plot"][k]
         if v and v not in ax_names:

@@ -14,6 +14,13 @@ Update rules (``rule``):
 * ``"normalized"``: BCGD eq. 20 (Yin et al., blended coarse gradient
   descent): the coarse step, then ``w <- w / |w|``.
 
+With a ``quantizer`` the filter is quantized (BCGD Sec. 3): the state keeps a
+float filter ``w_f``, the network uses ``w = proj_Q(w_f)``
+(:mod:`stedyn._quantize`), and ``w_f`` takes the step of ``"coarse"`` or
+``"true"`` computed at ``w``: ``w_f <- (1 - rho) w_f + rho w - eta g(w)``,
+which is BinaryConnect for ``rho = 0`` and the blended update of eq. 10 for
+``rho > 0``. ``v`` stays float and takes the plain step.
+
 Any of them can hand its directions to an optax optimizer instead of the plain
 ``-eta`` step (momentum, Adam, schedules).
 """
@@ -33,6 +40,7 @@ from . import _numerics as nm
 from ._model import Empirical, Gaussian, Teacher, _check_floating, _concrete, check_data, check_problem
 from ._population import check_ste_for_data, coarse_grad_core, loss_core, true_grad_core
 from . import _gaussian
+from ._quantize import best_quantized, resolve_quantizer
 from ._ste import resolve_ste
 from . import _theory
 
@@ -187,6 +195,71 @@ class _VectorPath:
         return p
 
 
+class _QuantizedPath(_VectorPath):
+    """The state is ``(v, w_f)``; the network uses ``w = proj_Q(w_f)`` (BCGD Sec. 3).
+
+    Directions, metrics and the returned filter are those of the quantized
+    ``w``; the float ``w_f`` only accumulates the steps. ``move_sq`` records
+    ``|v' - v|^2 + |w' - w|^2`` of the last step (the right-hand side of the
+    sufficient descent property, BCGD eq. 9).
+    """
+
+    def __init__(self, v0, w0, teacher, data, ste, r, rule, theory, quantizer):
+        super().__init__(v0, w0, teacher, data, ste, r, rule, None)
+        self.quantizer = quantizer
+
+    def q(self, p):
+        return (p[0], self.quantizer(p[1]))
+
+    def direction(self, p):
+        return super().direction(self.q(p))
+
+    def blend(self, p, p1, rho):
+        """BCGD eq. 10: add ``rho (proj_Q(w_f) - w_f)`` to the plain step."""
+        return (p1[0], p1[1] + rho * (self.quantizer(p[1]) - p[1]))
+
+    def move(self, p, p1):
+        """``(|v' - v|^2 + |w' - w|^2, w_f' - w_f)`` of one step."""
+        (v, w), (v1, w1) = self.q(p), self.q(p1)
+        return jnp.sum((v1 - v) ** 2) + jnp.sum((w1 - w) ** 2), p1[1] - p[1]
+
+    def direction_holds(self, p, dwf, rho):
+        """Whether the quantized direction survives the float filter's drift.
+
+        With ``v`` settled and the quantized ``w`` fixed, the direction ``g``
+        is constant, and so is the float filter's step until the quantization
+        changes: ``w_f(t) = w_f + dwf (1 - (1 - rho)^t) / rho`` (``w_f + t dwf``
+        for BinaryConnect), which approaches the fixed point
+        ``w_f + dwf / rho`` for ``rho > 0`` and runs off along ``dwf`` for
+        ``rho = 0``. The direction is final only if ``proj_Q`` keeps it along
+        that whole path; checked at ``t = 10^k``, ``k = 0..8``, and at the
+        limit for ``rho > 0``. A direction that merely paused (a float entry
+        still drifting towards its quantization threshold) fails the check.
+        """
+        w = p[1]
+        uq = nm.safe_normalize(self.quantizer(w))
+        safe_rho = jnp.where(rho > 0, rho, jnp.ones_like(rho))
+        ok = jnp.ones((), bool)
+        for k in range(9):
+            t = 10.0**k
+            f = jnp.where(rho > 0, -jnp.expm1(t * jnp.log1p(-rho)) / safe_rho, t)
+            ok &= jnp.sum((nm.safe_normalize(self.quantizer(w + f * dwf)) - uq) ** 2) <= _DIRECTION_ATOL**2
+        limit = nm.safe_normalize(self.quantizer(w + dwf / safe_rho))
+        return ok & ((rho <= 0) | (jnp.sum((limit - uq) ** 2) <= _DIRECTION_ATOL**2))
+
+    def metrics(self, p, g):
+        rec, split = super().metrics(self.q(p), g)
+        return rec, split
+
+    def vectors(self, p):
+        return self.q(p)
+
+
+# The quantized direction takes discrete values: distinct ones are at least
+# ~2/sqrt(n) rad apart for sign vectors, far above this.
+_DIRECTION_ATOL = 1e-5
+
+
 def _orthonormal(x, basis):
     """Unit part of ``x`` orthogonal to the unit vectors ``basis`` (0 if none).
 
@@ -335,7 +408,8 @@ def _make_optimizer(optimizer, lr):
     return optimizer(lr)
 
 
-def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, record_every, tol):
+def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, record_every, tol, quantizer=None,
+             rho=None):
     """Run one configuration; pure and traceable (vmap it for batches).
 
     Args:
@@ -346,11 +420,15 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
       optimizer: ``None``, an optax ``GradientTransformation``, or a factory
         called as ``optimizer(lr)``.
       steps, record_every: static ints. tol: :class:`Tolerances`.
+      quantizer: ``None``, or a static :class:`stedyn.Quantizer`: quantize
+        the filter (BCGD Sec. 3).
+      rho: blending factor, a scalar of ``v0``'s dtype (with ``quantizer``).
 
     Returns:
       dict with ``v``, ``w`` (final), ``records`` (metric -> (R,)),
       ``outcome_code``, ``stop_step`` (-1 if every step ran) and the final
-      metrics ``final_<name>``.
+      metrics ``final_<name>``. With a quantizer ``w`` is the quantized
+      filter, ``w_float`` the float one, and ``move_sq`` is recorded.
 
     Gaussian data with plain steps (``optimizer=None``) runs in the reduced
     coordinates of :class:`_ReducedPath` (exact; cost independent of m and
@@ -361,8 +439,12 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
     dtype = v0.dtype
     theory = _known_points(teacher, data, dtype) if _has_theory(teacher, data) else None
     opt = _make_optimizer(optimizer, lr)
-    reduced = opt is None and isinstance(data, Gaussian)
-    path = (_ReducedPath if reduced else _VectorPath)(v0, w0, teacher, data, ste, r, rule, theory)
+    quantized = quantizer is not None
+    reduced = opt is None and isinstance(data, Gaussian) and not quantized
+    if quantized:
+        path = _QuantizedPath(v0, w0, teacher, data, ste, r, rule, None, resolve_quantizer(quantizer))
+    else:
+        path = (_ReducedPath if reduced else _VectorPath)(v0, w0, teacher, data, ste, r, rule, theory)
     params = path.p0
     # optax mixes int32 step counts with floats (bias corrections, schedules),
     # which strict dtype promotion rejects; its arithmetic is optax's business.
@@ -377,7 +459,7 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
         return jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, old)
 
     def step(carry):
-        p, g, ostate, status, stop, t = carry
+        p, g, ostate, status, stop, t, aux = carry
         t = t + 1
         if opt is None:
             p1, ostate1 = jax.tree_util.tree_map(lambda x, d: x - lr * d, p, g), ostate
@@ -387,6 +469,9 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
             p1 = jax.tree_util.tree_map(lambda x, u: x + u.astype(dtype), p, upd)
         if rule == "normalized":
             p1 = path.normalize_w(p1)
+        elif quantized:
+            p1 = path.blend(p, p1, rho)
+        aux1 = path.move(p, p1) if quantized else ()
         vn1, wn1 = path.norms(p1)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(p1)]))
         finite = finite & (wn1 > 0) & (vn1 <= v_cap)
@@ -394,11 +479,11 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
         running = status == _RUNNING
         take = running & finite
         g1 = path.direction(p1)
-        p, g, ostate = sel(take, (p1, g1, ostate1), (p, g, ostate))
+        p, g, ostate, aux = sel(take, (p1, g1, ostate1, aux1), (p, g, ostate, jax.tree_util.tree_map(jnp.zeros_like, aux)))
         new_status = jnp.where(~finite, _STOP_NONFINITE, jnp.where(in_range, _RUNNING, _STOP_RANGE))
         status = jnp.where(running, new_status, status)
         stop = jnp.where(running & (new_status != _RUNNING), t, stop)
-        return (p, g, ostate, status, stop, t)
+        return (p, g, ostate, status, stop, t, aux)
 
     # One scan over the records; each entry first takes its number of steps
     # (0 for the initial record, k, ..., k, then the remainder). The step and
@@ -408,18 +493,27 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
     def chunk(carry, n):
         carry = jax.lax.fori_loop(0, n, lambda _, c: step(c), carry)
         rec, _ = path.metrics(carry[0], carry[1])
+        if quantized:
+            rec["move_sq"] = carry[-1][0]
         return carry, rec
 
-    carry = (params, path.direction(params), opt_state, jnp.int32(_RUNNING), jnp.int32(-1), jnp.int32(0))
+    aux0 = (jnp.zeros((), dtype), jnp.zeros_like(w0)) if quantized else ()
+    carry = (params, path.direction(params), opt_state, jnp.int32(_RUNNING), jnp.int32(-1), jnp.int32(0), aux0)
     carry, records = jax.lax.scan(chunk, carry, jnp.asarray(counts))
-    p, g, _, status, stop, _ = carry
+    p, g, _, status, stop, _, aux = carry
     _, last_split = path.metrics(p, g)
-    code = _classify(records, last_split, status, rule, tol)
+    if quantized:
+        holds = path.direction_holds(p, aux[1], rho)
+        code = _classify_quantized(records, status, holds, _reference_angle(teacher.w, path.quantizer), tol)
+    else:
+        code = _classify(records, last_split, status, rule, tol)
     # A run that never took a step returns its inputs bit for bit (the
     # reduced coordinates rebuild them only to rounding).
     moved = jnp.where(stop >= 0, stop > 1, steps > 0)
     v, w = jax.tree_util.tree_map(lambda a, b: jnp.where(moved, a, b), path.vectors(p), (v0, w0))
     out = dict(v=v, w=w, records=records, outcome_code=code, stop_step=stop)
+    if quantized:
+        out["w_float"] = jnp.where(moved, p[1], w0)
     for name in METRICS:
         out["final_" + name] = records[name][-1]
     return out
@@ -462,6 +556,47 @@ def _classify(records, split, status, rule, tol):
     return code.astype(jnp.int32)
 
 
+def _reference_angle(ws, quantizer):
+    """Angle of the best quantized direction to ``w*`` (exact for 1 and 2 bits),
+    else of ``proj_Q(w*)`` (the teacher quantized by the same rule)."""
+    if quantizer.bits <= 2:
+        return best_quantized(ws, quantizer)[1]
+    return nm.angle_cos_sin(quantizer(ws), ws)[0]
+
+
+def _classify_quantized(records, status, holds, ref_angle, tol):
+    """Outcome code of a run with a quantized filter (``quantizer`` given).
+
+    The direction at a quantized point does not vanish, so stationarity is
+    read off the iterates: ``|dv|`` fell to ``grad_rtol`` of its largest
+    value, the quantized direction (its angle to ``w*``) did not change over
+    the last quarter of the records, and it survives the float filter's
+    continuing drift (``holds``, see ``_QuantizedPath.direction_holds``).
+    Such a run is ``"global_min"`` when its
+    direction is the best quantized one (:func:`stedyn.best_quantized`; for
+    more than 2 bits: as close to ``w*`` as ``proj_Q(w*)``), else
+    ``"spurious_min"``. Runaway and divergence as in :class:`Tolerances`.
+    """
+    phi = records["angle"]
+    n = phi.shape[0]
+    q = (3 * (n - 1)) // 4
+    fixed = jnp.all(jnp.abs(phi[q:] - phi[-1]) <= _DIRECTION_ATOL) & (q < n - 1)
+    gv = records["dv_norm"]
+    small_v = gv[-1] <= tol.grad_rtol * jnp.max(jnp.where(jnp.isfinite(gv), gv, 0.0)) + tol.grad_atol
+    stationary = fixed & small_v & holds
+    best = phi[-1] <= ref_angle + _DIRECTION_ATOL
+    loss = records["loss"]
+    settled = jnp.abs(loss[-1] - loss[q]) <= tol.loss_rtol * jnp.abs(loss[0]) + tol.grad_atol
+    steps_w = jnp.diff(jnp.log(records["w_norm"][q:]))
+    one_way = jnp.all(steps_w > 0) | jnp.all(steps_w < 0)
+    drift = (jnp.abs(jnp.log(records["w_norm"][-1] / records["w_norm"][q])) > tol.w_drift) & one_way
+    runaway = ~stationary & settled & drift & (q < n - 1)
+    code = jnp.where(stationary, jnp.where(best, _GLOBAL, _SPURIOUS), jnp.where(runaway, _UNBOUNDED, _NOT_CONVERGED))
+    code = jnp.where(status == _STOP_RANGE, _UNBOUNDED, code)
+    code = jnp.where(status == _STOP_NONFINITE, _DIVERGED, code)
+    return code.astype(jnp.int32)
+
+
 # ---------------------------------------------------------------------------
 # The public entry point
 
@@ -481,6 +616,8 @@ class RunResult:
       trajectory: metric name -> array of shape ``(..., R)``; the names are
         :data:`METRICS`.
       final: metric name -> value at the final state, shape ``(...)``.
+      w_float: the float filter ``w_f`` behind a quantized ``w`` (runs with
+        a ``quantizer``), else ``None``.
     """
 
     v: Any
@@ -491,6 +628,7 @@ class RunResult:
     steps: Any
     trajectory: dict
     final: dict
+    w_float: Any = None
 
 
 def _record_steps(steps, k):
@@ -531,13 +669,13 @@ def _positive_all(name, x):
 
 @functools.lru_cache(maxsize=64)
 def _compiled(in_axes_flags, treedef, statics):
-    ste, rule, optimizer, steps, record_every, tol = statics
+    ste, rule, optimizer, steps, record_every, tol, quantizer = statics
 
     def one(*leaves):
-        v0, w0, teacher, data, lr, r = jax.tree_util.tree_unflatten(treedef, leaves)
+        v0, w0, teacher, data, lr, r, rho = jax.tree_util.tree_unflatten(treedef, leaves)
         return simulate(
             v0, w0, teacher, data, lr, r, ste=ste, rule=rule, optimizer=optimizer,
-            steps=steps, record_every=record_every, tol=tol,
+            steps=steps, record_every=record_every, tol=tol, quantizer=quantizer, rho=rho,
         )
 
     if any(in_axes_flags):
@@ -559,6 +697,8 @@ def run(
     optimizer=None,
     record_every=None,
     tol=Tolerances(),
+    quantizer=None,
+    rho=None,
 ):
     """Simulate coarse gradient descent (Yin et al. Algorithm 1) and its relatives.
 
@@ -566,8 +706,8 @@ def run(
     steps by a nested scan, so long runs store little.
 
     Batches: ``v0`` (B, m), ``w0`` (B, n), ``teacher.v`` (B, m),
-    ``teacher.w`` (B, n), ``lr`` (B,), ``r`` (B,) and ``Gaussian.sigma``
-    (B,) may each carry a leading batch axis (the others are shared); all B
+    ``teacher.w`` (B, n), ``lr`` (B,), ``r`` (B,), ``rho`` (B,) and
+    ``Gaussian.sigma`` (B,) may each carry a leading batch axis (the others are shared); all B
     runs go through one compiled, vmapped call. A run that diverges stops at
     its last finite state and never affects the others.
 
@@ -595,15 +735,34 @@ def run(
       record_every: record stride k >= 1; default ``max(1, steps // 200)``.
         Records are at steps 0, k, 2k, ... and the last step.
       tol: :class:`Tolerances` for the outcome.
+      quantizer: ``None`` (float filter), or a :class:`stedyn.Quantizer` or
+        bit width: quantize the filter (BCGD Sec. 3). The state then keeps a
+        float filter ``w_f``; the network uses ``w = proj_Q(w_f)`` and
+        ``w_f <- (1 - rho) w_f + rho w - eta g(w)`` with ``g`` the rule's
+        direction at ``w``: BinaryConnect for ``rho = 0``, the blended
+        update (BCGD eq. 10) for ``rho > 0``. The returned ``w`` is
+        ``proj_Q(w_f)``; ``RunResult.w_float`` holds ``w_f``. Rules
+        ``"coarse"`` and ``"true"`` only.
+      rho: blending factor in [0, 1), shape () or (B,); default 0
+        (BinaryConnect). Only with ``quantizer``.
 
     Returns:
-      :class:`RunResult`.
+      :class:`RunResult`. With a quantizer the run also records ``move_sq``, the
+      squared length ``|v' - v|^2 + |w' - w|^2`` of the last step before each
+      record (``w`` quantized): with ``record_every=1`` the loss trajectory
+      and ``move_sq`` check the sufficient descent property (BCGD eq. 9).
 
     Raises:
       ValueError: bad shapes, names or values, naming the argument.
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
+    if quantizer is not None:
+        quantizer = resolve_quantizer(quantizer)
+        if rule == "normalized":
+            raise ValueError("quantizer works with rule 'coarse' or 'true'; got rule='normalized'")
+    elif rho is not None:
+        raise ValueError("rho (the blending factor of BCGD eq. 10) needs a quantizer; got quantizer=None")
     ste = resolve_ste(ste)
     if rule != "true":
         check_ste_for_data(ste, data)
@@ -643,12 +802,16 @@ def run(
     lr = _as_float_array("lr", lr, dtype)
     r = _as_float_array("r", r, dtype)
     _positive_all("lr", lr)
+    rho = _as_float_array("rho", 0.0 if rho is None else rho, dtype)
+    c = _concrete(rho)
+    if c is not None and not (np.all(np.isfinite(c)) and np.all((c >= 0) & (c < 1))):
+        raise ValueError(f"rho must be in [0, 1) everywhere; got {c}")
     if ste.uses_r:
         _positive_all("r", r)
     teacher = Teacher(tv.astype(dtype), tw.astype(dtype), teacher.activation)
 
-    event = {"v0": 1, "w0": 1, "teacher.v": 1, "teacher.w": 1, "lr": 0, "r": 0}
-    named = {"v0": v0, "w0": w0, "teacher.v": tv, "teacher.w": tw, "lr": lr, "r": r}
+    event = {"v0": 1, "w0": 1, "teacher.v": 1, "teacher.w": 1, "lr": 0, "r": 0, "rho": 0}
+    named = {"v0": v0, "w0": w0, "teacher.v": tv, "teacher.w": tw, "lr": lr, "r": r, "rho": rho}
     dnd = _data_event_ndims(data)
     for fname, nd in dnd.items():
         named[f"{type(data).__name__}.{fname}"] = getattr(data, fname)
@@ -691,7 +854,7 @@ def run(
     else:
         check_data(one_data, v0.shape[-1], w0.shape[-1])
 
-    leaves, treedef = jax.tree_util.tree_flatten((v0.astype(dtype), w0.astype(dtype), teacher, data, lr, r))
+    leaves, treedef = jax.tree_util.tree_flatten((v0.astype(dtype), w0.astype(dtype), teacher, data, lr, r, rho))
     # Flags per leaf: recompute from the same names in flattening order.
     flag_tree = (
         "v0" in batch,
@@ -700,11 +863,12 @@ def run(
         dataclasses.replace(data, **{f: f"{type(data).__name__}.{f}" in batch for f in dnd}),
         "lr" in batch,
         "r" in batch,
+        "rho" in batch,
     )
     flags = tuple(bool(f) for f in jax.tree_util.tree_leaves(flag_tree))
     if len(flags) != len(leaves):  # pragma: no cover - a data class with unlisted fields
         raise ValueError(f"{type(data).__name__}: event_ndims must list every array field")
-    fn = _compiled(flags, treedef, (ste, rule, optimizer, steps, record_every, tol))
+    fn = _compiled(flags, treedef, (ste, rule, optimizer, steps, record_every, tol, quantizer))
     out = fn(*leaves)
     code = np.asarray(out["outcome_code"])
     names = np.asarray(OUTCOMES)[code]
@@ -717,4 +881,5 @@ def run(
         steps=_record_steps(steps, record_every),
         trajectory=out["records"],
         final={name: out["final_" + name] for name in METRICS},
+        w_float=out.get("w_float"),
     )

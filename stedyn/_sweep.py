@@ -1,7 +1,7 @@
 """Parameter sweeps: thousands of :func:`stedyn._dynamics.simulate` runs.
 
 The grid is the product of the configuration's axes. Configurations that share
-the static axes (``m``, ``n``, ``ste``, ``activation``, ``rule``) form a group
+the static axes (``m``, ``n``, ``ste``, ``activation``, ``rule``, ``bits``) form a group
 with one compiled program; a group is cut into equal chunks (the last one
 padded) so memory is bounded by the chunk size, and each chunk is sharded
 across the visible devices. Every configuration draws its teacher and start
@@ -33,11 +33,12 @@ import numpy as np
 from . import _dynamics
 from ._config import AXES, STATIC_AXES, ConfigError, SweepConfig, default_config, load_config, parse_config
 from ._dynamics import METRICS, OUTCOMES, Tolerances, simulate
+from ._quantize import Quantizer
 from ._model import Gaussian, Teacher
 from ._ste import resolve_ste
 from ._theory import w_at_angle
 
-DYNAMIC = ("angle", "w_norm", "v_scale", "r", "sigma", "lr")
+DYNAMIC = ("angle", "w_norm", "v_scale", "r", "sigma", "lr", "rho")
 RESULTS = "results.npz"
 _FORMAT = 1
 
@@ -139,6 +140,7 @@ def _group_static(cfg, statics):
         ste=pick("ste"),
         activation=pick("activation"),
         rule=pick("rule"),
+        bits=int(pick("bits")),
         optimizer=opt,
         momentum=r["train"]["momentum"],
         steps=r["train"]["steps"],
@@ -206,6 +208,7 @@ def _group_fn(static_items):
         out = simulate(
             v0, w0, teacher, data, p["lr"], p["r"], ste=ste, rule=st["rule"], optimizer=opt,
             steps=st["steps"], record_every=st["record_every"], tol=st["tol"],
+            quantizer=Quantizer(st["bits"]) if st["bits"] else None, rho=p["rho"],
         )
         out["v0"], out["w0"] = v0, w0
         return out

@@ -138,3 +138,20 @@ def test_proper_ste_fig1_quick(tmp_path):
         d = res["exact"][name]
         assert abs(d["loss"][-1] - d["exact_final_loss"]) <= 1e-12 * d["exact_final_loss"]
     assert (tmp_path / "fig1_relu.png").stat().st_size > 0 and (tmp_path / "summary.md").exists()
+
+
+def test_bcgd_quantized_quick(tmp_path):
+    """BCGD Sec. 3, quick: the best 1-bit filter's angle is the closed form
+    arccos(|w*|_1 / (sqrt(n) |w*|)), every recorded quantity is finite, and a
+    run counted as reaching the best filter ends at it."""
+    res = _run("bcgd_quantized", tmp_path)
+    ws = res["draws"]["ws"]
+    n = ws.shape[1]
+    closed = np.arccos(np.abs(ws).sum(axis=1) / (math.sqrt(n) * np.linalg.norm(ws, axis=1)))
+    for (bits, grad, rho), M in res["meas"].items():
+        assert bits == 1
+        np.testing.assert_allclose(M["best"], closed, rtol=1e-12)
+        assert np.all(np.isfinite(M["loss"])) and np.all(np.isfinite(M["angle"]))
+        glob = M["outcome"] == "global_min"
+        np.testing.assert_allclose(M["angle"][glob, -1], M["best"][glob], atol=1e-5)
+        assert np.all(M["angle"] >= M["best"][:, None] - 1e-9)  # nothing in Q beats the best

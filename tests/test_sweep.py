@@ -289,3 +289,41 @@ def test_mixture_components_axis(tmp_path):
         np.testing.assert_allclose(res["final_loss"][i], sd.population_loss(one.v, one.w, teacher, data), rtol=1e-10)
     with pytest.raises(sd.ConfigError, match="axes.components needs data.kind = 'mixture'"):
         sd.parse_config({**raw, "data": {"kind": "gaussian"}})
+
+
+def test_quantized_filter_axes(tmp_path):
+    """train.bits / train.rho: a bits axis (one program per bit width) and a
+    rho axis (BinaryConnect at 0, blended above); each row is sd.run with the
+    same quantizer and rho on the drawn problem."""
+    raw = {
+        "model": {"m": 3, "n": 6},
+        "teacher": {"activation": "binary"},
+        "train": {"steps": 30, "record_every": 10, "lr": 0.05, "ste": "relu"},
+        "axes": {"bits": [1, 2], "rho": [0.0, 0.1], "angle": [0.5, 2.0]},
+        "plot": {"x": "angle", "y": "rho", "panels": "bits"},
+        "execution": {"dtype": "float64"},
+        "output": {"figures": False},
+    }
+    res = sd.sweep(raw, str(tmp_path), progress=False)
+    assert list(res["axis_bits"]) == [1, 2] and list(res["axis_rho"]) == [0.0, 0.1]
+    cfg = sd.parse_config(raw)
+    for i in range(len(res["outcome"])):
+        bits = int(res["axis_bits"][res["index_bits"][i]])
+        rho = float(res["axis_rho"][res["index_rho"][i]])
+        angle = float(res["axis_angle"][res["index_angle"][i]])
+        st = _sweep._group_static(cfg, {"bits": bits})
+        p = {k: np.float64(cfg.value(*sd._config.AXES[k])) for k in _sweep.DYNAMIC}
+        p.update(angle=np.float64(angle), rho=np.float64(rho))
+        v0, w0, teacher, data = _sweep.draw_problem(np.uint32(0), p, st)
+        one = sd.run(v0, w0, teacher, data, ste="relu", lr=0.05, steps=30, record_every=10, quantizer=bits, rho=rho)
+        np.testing.assert_allclose(res["w"][i], one.w, rtol=1e-12)
+        assert res["outcome"][i] == one.outcome
+        # The recorded w is quantized: 1 bit has |w_i| all equal.
+        if bits == 1:
+            np.testing.assert_allclose(np.abs(res["w"][i]), np.abs(res["w"][i][0]), rtol=1e-12)
+    with pytest.raises(sd.ConfigError, match="train.rho"):
+        sd.parse_config({**raw, "axes": {"rho": [0.0, 0.1]}})
+    with pytest.raises(sd.ConfigError, match="normalized"):
+        sd.parse_config({**raw, "axes": {"bits": [1]}, "train": {"rule": "normalized"}})
+    with pytest.raises(sd.ConfigError, match="train.bits"):
+        sd.parse_config({**raw, "axes": {}, "train": {"bits": -1}})
