@@ -73,6 +73,11 @@ def _descent_ratio(loss, move):
     return np.max(r, axis=1), np.mean(np.where(moving, df > 0, False), axis=1)
 
 
+def _median_or_nan(x):
+    x = x[np.isfinite(x)]
+    return C.num(float(np.median(x)), ".0f") if x.size else "n/a"
+
+
 def simulate(N, m, n, steps, seed, bits_list=BITS):
     rng = np.random.default_rng(seed)
     ws = C.unit(rng, (N, n))
@@ -187,28 +192,40 @@ def main(argv=None):
         c = C.counts(M["outcome"])
         other = N - c["global_min"] - c["spurious_min"] - c["not_converged"]
         L.append(f"| {bits} | {grad} | {r:g} | {c['global_min']}/{N} | {c['spurious_min']}/{N} | "
-                 f"{c['not_converged']}/{N} | {other}/{N} | {C.num(float(np.nanmedian(M['t_best'])) if np.isfinite(M['t_best']).any() else float('nan'), '.0f')} | "
+                 f"{c['not_converged']}/{N} | {other}/{N} | {_median_or_nan(M['t_best'][M['outcome'] == 'global_min'])} | "
                  f"{C.pct(C.frac(M['ratio'] < 0))} | {C.pct(float(np.mean(M['up_frac'])))} | "
                  f"{np.median(M['final_loss']):.4g} |")
     best = {key: C.frac(M["outcome"] == "global_min") for key, M in meas.items()}
+    up = {key: float(np.mean(M["up_frac"])) for key, M in meas.items()}
     suff = {key: C.frac(M["ratio"] < 0) for key, M in meas.items()}
     L += ["", "Outcomes are sd.run's for a quantized filter: `global_min` = the quantized direction is the best "
           "element of Q (exact for 1 and 2 bits) and stays there under the float filter's drift, with v settled; "
           "`spurious_min` = the same at another quantized direction; `not_converged` = the direction still changes "
-          "(or would, under the drift). The sufficient descent ratio uses the recorded loss at every step and "
-          "the squared step length of (v, w) with w quantized, so scale changes of w count as moves.", "",
+          "(or would, under the drift). The median step to the best filter is over the `global_min` runs. The "
+          "sufficient descent ratio uses the recorded loss at every step and the squared step length of (v, w) "
+          "with w quantized, so changes of w's scale count as moves.", "",
           "## Compared with the paper", ""]
     for bits in bits_list:
         for grad in GRADS:
-            bc, bl = (bits, grad, 0.0), (bits, grad, RHOS[-1])
-            L.append(f"- {bits} bit, {grad} gradient: best quantized filter reached by {C.pct(best[bc])} of "
-                     f"BinaryConnect runs and {C.pct(best[bl])} of blended runs (rho = {RHOS[-1]:g}); sufficient "
-                     f"descent held along {C.pct(suff[bc])} and {C.pct(suff[bl])} of them.")
-    L += ["", "The paper's Corollary 1 is stated for the true gradient of a loss with an L-Lipschitz gradient and "
-          "rho / eta >= L + c; the coarse-gradient rows test the claim beyond its assumptions. Where the table "
-          "shows sufficient descent failing for blended runs, the ratio is positive because w's scale (and with "
-          "it |x+ - x|) keeps moving while the scale-invariant loss does not: the step student only sees w's "
-          "direction, which the property's |w+ - w|^2 does not account for."]
+            bc = (bits, grad, 0.0)
+            top = max((k for k in meas if k[:2] == (bits, grad) and k[2] > 0), key=lambda k: best[k])
+            L.append(f"- {bits} bit, {grad} gradient: BinaryConnect reaches the best quantized filter in "
+                     f"{C.pct(best[bc])} of the runs and raises the loss at {C.pct(up[bc])} of its steps; the best "
+                     f"blending factor, rho = {top[2]:g}, reaches it in {C.pct(best[top])} and raises the loss at "
+                     f"{C.pct(up[top])} of its steps. With rho = {RHOS[-1]:g} (rho / eta = {RHOS[-1] / LR:g}) the "
+                     f"float filter stays pinned to its quantization: {C.pct(C.frac(meas[(bits, grad, RHOS[-1])]['outcome'] == 'spurious_min'))} "
+                     "of the runs settle at a non-best filter, mostly the initial one.")
+    L += ["", f"- The strict sufficient descent property (eq. 9, f(x+) - f(x) <= -c |x+ - x|^2 with one c > 0 "
+          f"along the whole run) held along {C.pct(float(np.mean([suff[k] for k in meas])))} of all runs. The "
+          "step student's loss depends on w only through its direction, while the quantized w's scale delta "
+          "(the mean |w_f| for 1 bit) keeps moving with the float filter: such steps move x without changing f, "
+          "and one of them breaks eq. 9 for every c > 0. The paper's Corollary 1 assumes the true gradient of a "
+          "loss with an L-Lipschitz gradient and rho / eta >= L + c; the scale-blind population loss has no "
+          "such descent in the scale direction, and the coarse-gradient rows are beyond its assumptions anyway.",
+          "- What blending does do here is the paper's practical claim: with a moderate rho the loss stops "
+          "rising at quantization flips (the loss-increase column drops from about half of BinaryConnect's "
+          "steps towards 0) and runs settle at a quantized filter, the best one in many runs, where BinaryConnect "
+          "keeps flipping signs until the last step."]
     C.write_summary(out, L)
     return dict(figures=figures, meas=meas, draws=draws, N=N)
 
