@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _baselines as bl
 from ._common import interleaved, median, problem, spread, timed
-from ._throughput import LR, M, N, R, Cell, Kernel, _reps_within, mixture_data
+from ._throughput import LR, M, N, R, Cell, Kernel, _reps_within, mixture_data, skipped_row
 
 
 def throughput(stes, batches, steps, *, teacher="tanh", dtype="float32", mc_steps=5, samples=10_000, reps=3, budget_s=60.0,
@@ -52,10 +52,7 @@ def throughput(stes, batches, steps, *, teacher="tanh", dtype="float32", mc_step
                 cell = Cell(teacher, ste, dtype, B, T, data="mixture")
                 est = None if ste not in rate_seen else cell.work / rate_seen[ste]
                 if est is not None and est > skip_over_s:
-                    row = dataclasses.asdict(cell)
-                    row.update(record_every=cell.stride, skipped=f"estimated {est:,.0f} s for one run (over {skip_over_s:,.0f} s)")
-                    rows.append(row)
-                    log(f"  skip mixture/{teacher}/{ste} B={B} T={T}: {row['skipped']}")
+                    rows.append(skipped_row(cell, est, skip_over_s, log))
                     continue
                 kern = Kernel(cell)
                 fns = {"stedyn": kern.run}

@@ -280,10 +280,7 @@ def run_grid(cells, *, reps, budget_s, log, skip_over_s=math.inf, **kw):
     for cell in cells:
         est = estimate_s(rates, cell)
         if est is not None and est > skip_over_s:
-            row = dataclasses.asdict(cell)
-            row.update(record_every=cell.stride, skipped=f"estimated {est:,.0f} s for one run (over {skip_over_s:,.0f} s)")
-            rows.append(row)
-            log(f"  skip {_label(cell)}: {row['skipped']}")
+            rows.append(skipped_row(cell, est, skip_over_s, log))
             continue
         row, kern = measure_cell(cell, reps=reps, budget_s=budget_s, **kw)
         rates[cell.key()] = max(rates.get(cell.key(), 0.0), row["rate"])
@@ -292,6 +289,14 @@ def run_grid(cells, *, reps, budget_s, log, skip_over_s=math.inf, **kw):
         log(f"  {_label(cell)}: {row['rate']:.3g} config-steps/s (compile {row['compile_s']:.1f} s, run {row['run_s']:.3g} s)"
             + "".join(f", {k[len('speedup_vs_'):]} x{v:.3g}" for k, v in row.items() if k.startswith("speedup_vs_")))
     return rows, kernels
+
+
+def skipped_row(cell, est, skip_over_s, log):
+    """The row of a cell left out because one run would take ``est`` seconds."""
+    row = dataclasses.asdict(cell)
+    row.update(record_every=cell.stride, skipped=f"estimated {est:,.0f} s for one run (over {skip_over_s:,.0f} s)")
+    log(f"  skip {_label(cell)}: {row['skipped']}")
+    return row
 
 
 def _label(cell):
