@@ -33,6 +33,7 @@ must be minus (it is in eq. 9 and in the explicit ``m = 1`` solution).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -118,6 +119,11 @@ def neuron_ode_solve(norm0, phi0, times, *, v_star, depth, sigma=1.0, rtol=None,
     return v.reshape(shape + (-1,)), p.reshape(shape + (-1,))
 
 
+def _times(t):
+    t = jnp.asarray(t)
+    return t if jnp.issubdtype(t.dtype, jnp.floating) else t.astype(jnp.result_type(float))
+
+
 def _decay(c, t, lr):
     """``exp(-c t)`` (flow) or ``(1 - c lr)^t`` (gradient descent, Thm. 4.1)."""
     if lr is None:
@@ -151,7 +157,7 @@ def neuron_norm_bounds(t, norm0, phi0, *, v_star, depth, lr=None):
     """
     m = _check_depth(depth)
     lr = _check_lr(lr)
-    t = jnp.asarray(t)
+    t = _times(t)
     eps0 = _eps0(phi0)
     vs, v0 = v_star, norm0
     if m == 0:
@@ -165,22 +171,32 @@ def neuron_norm_bounds(t, norm0, phi0, *, v_star, depth, lr=None):
         return lo, hi
     if lr is not None:
         raise ValueError("lr: the paper gives no gradient-descent magnitude bound for depth >= 3; use lr=None")
-    from ._modelrun import dopri5
-
     times = np.asarray(t, np.float64)
     if times.ndim != 1 or times.size < 2 or times[0] != 0 or not np.all(np.diff(times) > 0):
         raise ValueError("t must be a 1-D increasing array starting at 0 for depth >= 3 (the bound is an ODE solution)")
     dtype = jnp.result_type(jnp.asarray(norm0).dtype, float)
-    ts = jnp.asarray(times, dtype)
+    fn = _comparison_solver(m, tuple(times.tolist()), jnp.dtype(dtype).name)
+    v0 = jnp.asarray(v0, dtype)
+    vs = jnp.asarray(vs, dtype)
+    return fn(v0, jnp.asarray(eps0, dtype), vs), fn(v0, jnp.zeros((), dtype), vs)
 
-    def u(eps):
+
+@functools.lru_cache(maxsize=32)
+def _comparison_solver(m, times, dtype):
+    """Compiled ``u(t; eps)`` of Thm. 3.8: ``du/dt = -1/2 u^m (u^(m+1) - v*^(m+1) (1 - eps))``."""
+    from ._modelrun import dopri5
+
+    f64 = jnp.finfo(dtype).bits == 64
+    ts = np.asarray(times)
+
+    def u(v0, eps, vs):
         f = lambda y: -0.5 * y**m * (y ** (m + 1) - vs ** (m + 1) * (1 - eps))  # noqa: E731
-        _, recs, _, _, _ = dopri5(f, jnp.asarray(v0, dtype), ts, rtol=1e-10 if jnp.finfo(dtype).bits == 64 else 1e-6,
-                                  atol=1e-12 if jnp.finfo(dtype).bits == 64 else 1e-8, h0=1e-3 * float(times[-1]),
+        _, recs, _, _, _ = dopri5(f, v0, jnp.asarray(ts, dtype), rtol=1e-10 if f64 else 1e-6,
+                                  atol=1e-12 if f64 else 1e-8, h0=1e-3 * float(ts[-1]),
                                   max_steps=100_000, record=lambda y, fy: {"u": y})
         return recs["u"]
 
-    return u(jnp.asarray(eps0, dtype)), u(jnp.zeros((), dtype))
+    return jax.jit(u)
 
 
 def neuron_norm_range(norm0, phi0, *, v_star, depth):
@@ -223,7 +239,7 @@ def neuron_angle_bounds(t, phi0, *, v_star, depth, r, R, lr=None):
     """
     m = _check_depth(depth)
     lr = _check_lr(lr)
-    t = jnp.asarray(t)
+    t = _times(t)
     a, b = r ** (m - 1), R ** (m - 1)
     c_lo = phi0 * v_star ** (m + 1) * jnp.minimum(a, b) / (2 * math.pi)
     c_hi = 0.5 * v_star ** (m + 1) * jnp.maximum(a, b)
