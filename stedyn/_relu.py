@@ -104,7 +104,10 @@ def relu_gated_moment(e, w):
       array (..., d).
     """
     theta, _, s, eh, _, _, nw = _geometry(e, w)
-    return ((math.pi - theta)[..., None] * w + (nw * s)[..., None] * eh) * INV_2PI
+    # w/2 + (|w| sin(theta) e^ - theta w)/(2 pi): the angle-dependent part is
+    # O(theta^2) near theta = 0, so derivatives (the loss Hessian) are right
+    # there too, where theta itself has none.
+    return 0.5 * w + ((nw * s)[..., None] * eh - theta[..., None] * w) * INV_2PI
 
 
 def truncated_covariance(u, v):
