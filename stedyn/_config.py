@@ -34,6 +34,7 @@ class ConfigError(ValueError):
 _NUM = (int, float)
 OPTIMIZERS = ("none", "sgd", "momentum", "adam")
 DATA_KINDS = ("gaussian", "mixture")
+MODEL_KINDS = ("cnn", "relu_network", "relu_neuron")
 
 
 def _pos(x):
@@ -51,8 +52,12 @@ def _angle_ok(x):
 # key -> (type, default, check, description of allowed values)
 SCHEMA = {
     "model": {
+        "kind": (str, "cnn", lambda s: s in MODEL_KINDS,
+                 f"one of {MODEL_KINDS} (the STE-trained CNN; Tian's K-unit ReLU network; Lee-Sim-Ye's single ReLU neuron)"),
         "m": (int, 10, _pos, "an integer >= 1"),
-        "n": (int, 20, _pos, "an integer >= 1"),
+        "n": (int, 20, _pos, "an integer >= 1 (input dimension d of the ReLU models)"),
+        "hidden": (int, 2, _pos, "an integer >= 1 (relu_network: K student = K* teacher units)"),
+        "depth": (int, 2, _pos, "an integer >= 1 (relu_neuron: number of layers)"),
     },
     "data": {
         "kind": (str, "gaussian", lambda s: s in DATA_KINDS, f"one of {DATA_KINDS}"),
@@ -117,13 +122,15 @@ AXES = {
     "lr": ("train", "lr"),
     "m": ("model", "m"),
     "n": ("model", "n"),
+    "hidden": ("model", "hidden"),
+    "depth": ("model", "depth"),
     "seed": ("init", "seed"),
     "ste": ("train", "ste"),
     "activation": ("teacher", "activation"),
     "rule": ("train", "rule"),
 }
 # Axes that change shapes or code: each value compiles its own program.
-STATIC_AXES = ("m", "n", "components", "ste", "activation", "rule")
+STATIC_AXES = ("m", "n", "components", "ste", "activation", "rule", "hidden", "depth")
 AXIS_FORMS = "a list of values, or a table {linspace=[a, b], num=k}, {geomspace=[a, b], num=k}, {range=k} or {random=[a, b], num=k, log=false}"
 
 
@@ -278,6 +285,24 @@ def parse_config(raw: dict) -> SweepConfig:
     ax_names = [a for a, _ in axes]
     if "components" in ax_names and resolved["data"]["kind"] != "mixture":
         raise ConfigError("axes.components needs data.kind = 'mixture'")
+    kind = resolved["model"]["kind"]
+    if kind != "cnn" and "rule" not in raw.get("train", {}):
+        resolved["train"]["rule"] = "true"  # the models' only rule; the CNN's default is "coarse"
+    if kind != "cnn":
+        # The ReLU models train by gradient descent on their exact loss (no STE) on Gaussian input.
+        rules = [resolved["train"]["rule"]] + list(dict(axes).get("rule", ()))
+        if any(r != "true" for r in rules):
+            raise ConfigError(f"model.kind = {kind!r} trains with train.rule = 'true' only; got {rules}")
+        if resolved["data"]["kind"] != "gaussian":
+            raise ConfigError(f"model.kind = {kind!r} needs data.kind = 'gaussian'")
+        bad = [a for a in ax_names if a in ("m", "ste", "activation", "r", "v_scale", "components")]
+        if bad:
+            other = "depth" if kind == "relu_network" else "hidden"
+            allowed = sorted(set(AXES) - {"m", "ste", "activation", "r", "v_scale", "components", "rule", other})
+            raise ConfigError(f"axes {bad} do not apply to model.kind = {kind!r}; allowed axes there: {allowed}")
+    for a, key in (("hidden", "relu_network"), ("depth", "relu_neuron")):
+        if a in ax_names and kind != key:
+            raise ConfigError(f"axes.{a} needs model.kind = {key!r}")
     for k in ("x", "y", "panels"):
         v = resolved["plot"][k]
         if v and v not in ax_names:
