@@ -165,10 +165,8 @@ def _cases(dtype=np.float64):
     return [
         ("net_fixed_v", *_network(rng, train_v=False, dtype=dtype)),
         ("net_train_v", *_network(rng, train_v=True, dtype=dtype)),
-        ("net_K1", *_network(rng, K=1, Kt=1, train_v=False, dtype=dtype)),
         ("cnn", *_cnn(rng, dtype=dtype)),
         ("neuron1", *_neuron(rng, 1, dtype=dtype)),
-        ("neuron2", *_neuron(rng, 2, dtype=dtype)),
         ("neuron4", *_neuron(rng, 4, dtype=dtype)),
     ]
 
