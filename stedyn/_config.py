@@ -34,6 +34,7 @@ class ConfigError(ValueError):
 _NUM = (int, float)
 OPTIMIZERS = ("none", "sgd", "momentum", "adam")
 DATA_KINDS = ("gaussian", "mixture")
+MODEL_KINDS = ("cnn", "relu_network", "relu_neuron")
 
 
 def _pos(x):
@@ -51,8 +52,12 @@ def _angle_ok(x):
 # key -> (type, default, check, description of allowed values)
 SCHEMA = {
     "model": {
+        "kind": (str, "cnn", lambda s: s in MODEL_KINDS,
+                 f"one of {MODEL_KINDS} (the STE-trained CNN; Tian's K-unit ReLU network; Lee-Sim-Ye's single ReLU neuron)"),
         "m": (int, 10, _pos, "an integer >= 1"),
-        "n": (int, 20, _pos, "an integer >= 1"),
+        "n": (int, 20, _pos, "an integer >= 1 (input dimension d of the ReLU models)"),
+        "hidden": (int, 2, _pos, "an integer >= 1 (relu_network: K student = K* teacher units)"),
+        "depth": (int, 2, _pos, "an integer >= 1 (relu_neuron: number of layers)"),
     },
     "data": {
         "kind": (str, "gaussian", lambda s: s in DATA_KINDS, f"one of {DATA_KINDS}"),
@@ -119,6 +124,8 @@ AXES = {
     "lr": ("train", "lr"),
     "m": ("model", "m"),
     "n": ("model", "n"),
+    "hidden": ("model", "hidden"),
+    "depth": ("model", "depth"),
     "seed": ("init", "seed"),
     "ste": ("train", "ste"),
     "activation": ("teacher", "activation"),
@@ -127,7 +134,7 @@ AXES = {
     "rho": ("train", "rho"),
 }
 # Axes that change shapes or code: each value compiles its own program.
-STATIC_AXES = ("m", "n", "components", "ste", "activation", "rule", "bits")
+STATIC_AXES = ("m", "n", "components", "ste", "activation", "rule", "bits", "hidden", "depth")
 AXIS_FORMS = "a list of values, or a table {linspace=[a, b], num=k}, {geomspace=[a, b], num=k}, {range=k} or {random=[a, b], num=k, log=false}"
 
 
@@ -290,6 +297,26 @@ def parse_config(raw: dict) -> SweepConfig:
         raise ConfigError("train.rho (blending) needs a quantized filter: set train.bits >= 1")
     if any(b > 0 for b in bits) and "normalized" in rules:
         raise ConfigError("train.bits >= 1 (quantized filter) works with train.rule 'coarse' or 'true', not 'normalized'")
+    kind = resolved["model"]["kind"]
+    if kind != "cnn" and "rule" not in raw.get("train", {}):
+        resolved["train"]["rule"] = "true"  # the models' only rule; the CNN's default is "coarse"
+    if kind != "cnn":
+        # The ReLU models train by gradient descent on their exact loss (no STE) on Gaussian input.
+        rules = [resolved["train"]["rule"]] + list(dict(axes).get("rule", ()))
+        if any(r != "true" for r in rules):
+            raise ConfigError(f"model.kind = {kind!r} trains with train.rule = 'true' only; got {rules}")
+        if resolved["data"]["kind"] != "gaussian":
+            raise ConfigError(f"model.kind = {kind!r} needs data.kind = 'gaussian'")
+        if any(b > 0 for b in bits):
+            raise ConfigError(f"train.bits (quantized filter) applies to model.kind = 'cnn' only; got {kind!r}")
+        bad = [a for a in ax_names if a in ("m", "ste", "activation", "r", "v_scale", "components", "bits", "rho")]
+        if bad:
+            other = "depth" if kind == "relu_network" else "hidden"
+            allowed = sorted(set(AXES) - {"m", "ste", "activation", "r", "v_scale", "components", "bits", "rho", "rule", other})
+            raise ConfigError(f"axes {bad} do not apply to model.kind = {kind!r}; allowed axes there: {allowed}")
+    for a, key in (("hidden", "relu_network"), ("depth", "relu_neuron")):
+        if a in ax_names and kind != key:
+            raise ConfigError(f"axes.{a} needs model.kind = {key!r}")
     for k in ("x", "y", "panels"):
         v = resolved["plot"][k]
         if v and v not in ax_names:

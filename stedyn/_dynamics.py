@@ -618,6 +618,9 @@ class RunResult:
       final: metric name -> value at the final state, shape ``(...)``.
       w_float: the float filter ``w_f`` behind a quantized ``w`` (runs with
         a ``quantizer``), else ``None``.
+      params: for a model run (``sd.run(model, params0, ...)``), the final
+        parameters as a dict like ``params0``, and ``v``/``w`` are its
+        ``"v"``/``"w"`` entries (``None`` if absent); ``None`` otherwise.
     """
 
     v: Any
@@ -629,6 +632,7 @@ class RunResult:
     trajectory: dict
     final: dict
     w_float: Any = None
+    params: Any = None
 
 
 def _record_steps(steps, k):
@@ -686,14 +690,14 @@ def _compiled(in_axes_flags, treedef, statics):
 def run(
     v0,
     w0,
-    teacher,
-    data,
+    teacher=None,
+    data=None,
     *,
     ste="crelu",
     r=1.0,
     lr=None,
     steps=1000,
-    rule="coarse",
+    rule=None,
     optimizer=None,
     record_every=None,
     tol=Tolerances(),
@@ -723,7 +727,7 @@ def run(
         it is passed to it; an optax ``GradientTransformation`` owns its step
         size, so ``lr`` must then be left out.
       steps: number of updates, >= 0.
-      rule: ``"coarse"`` (Algorithm 1), ``"true"`` (population gradient
+      rule: ``"coarse"`` (Algorithm 1, the default), ``"true"`` (population gradient
         descent) or ``"normalized"`` (BCGD eq. 20: ``w`` renormalized to unit
         norm after every step).
       optimizer: ``None`` (plain step ``-lr * direction``), an optax
@@ -746,6 +750,15 @@ def run(
       rho: blending factor in [0, 1), shape () or (B,); default 0
         (BinaryConnect). Only with ``quantizer``.
 
+    Models: ``run(model, params0, lr=..., steps=...)`` with a stedyn model
+    (:class:`stedyn.ReLUNetwork`, :class:`stedyn.ReLUCNN`,
+    :class:`stedyn.ReLUNeuron`) and a dict of initial parameters runs
+    gradient descent on the model's exact population loss (``rule="true"``,
+    the default there) through the same machinery; ``trajectory`` then holds
+    the model's ``metric_names`` and ``params`` the final parameters (see
+    :mod:`stedyn._modelrun`). ``teacher``, ``data``, ``ste`` and ``r`` do not
+    apply.
+
     Returns:
       :class:`RunResult`. With a quantizer the run also records ``move_sq``, the
       squared length ``|v' - v|^2 + |w' - w|^2`` of the last step before each
@@ -755,6 +768,20 @@ def run(
     Raises:
       ValueError: bad shapes, names or values, naming the argument.
     """
+    from ._models import Model
+
+    if isinstance(v0, Model):
+        if teacher is not None or data is not None:
+            raise ValueError("run(model, params0, ...) takes no teacher or data: the model holds its teacher")
+        if quantizer is not None or rho is not None:
+            raise ValueError("quantizer and rho (BCGD quantized filter) apply to the STE-trained CNN only, "
+                             "not to run(model, params0, ...)")
+        from ._modelrun import run_model
+
+        return run_model(v0, w0, lr=lr, steps=steps, rule=rule, optimizer=optimizer,
+                         record_every=record_every, tol=tol)
+    if rule is None:
+        rule = "coarse"
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
     if quantizer is not None:

@@ -153,6 +153,9 @@ def _group_static(cfg, statics):
         data_kind=r["data"]["kind"],
         components=int(pick("components")),
         mean_scale=r["data"]["mean_scale"],
+        kind=r["model"]["kind"],
+        hidden=int(pick("hidden")),
+        depth=int(pick("depth")),
     )
 
 
@@ -197,11 +200,80 @@ def draw_problem(seed, p, st):
     return v0, w0, teacher, Gaussian(p["sigma"])
 
 
+def draw_model_problem(seed, p, st):
+    """Model and start of one ReLU-model configuration (traceable).
+
+    ``relu_network``: K = ``model.hidden`` teacher units ``|w*| u_j`` with
+    ``u_j`` uniform on the sphere in ``R^n``, output weights 1; student unit
+    ``j`` at ``init.angle`` to teacher unit ``j`` with norm ``init.w_norm``
+    (random perpendicular direction). ``relu_neuron``: ``w* = |w*| u``,
+    ``w0`` at the angle and norm, balanced ``v_k = |w0|`` and balanced teacher
+    (Lee-Sim-Ye), ``model.depth`` layers. Input std ``sigma``.
+    """
+    from ._models import ReLUNetwork, ReLUNeuron
+
+    dtype = jnp.dtype(st["dtype"])
+    key = jax.random.fold_in(jax.random.key(st["seed"]), seed)
+    k_ws, k_perp = jax.random.split(key, 2)
+    n = st["n"]
+    K = st["hidden"] if st["kind"] == "relu_network" else 1
+    u = jax.random.normal(k_ws, (K, n), dtype)
+    ws = st["t_w_norm"] * u / jnp.linalg.norm(u, axis=-1, keepdims=True)
+    perp = jax.random.normal(k_perp, (K, n), dtype)
+    w0 = jax.vmap(lambda a, b: w_at_angle(a, p["angle"], p["w_norm"], b))(ws, perp)
+    if st["kind"] == "relu_network":
+        return ReLUNetwork(ws, sigma=p["sigma"]), {"w": w0}
+    model = ReLUNeuron(ws[0], depth=st["depth"], sigma=p["sigma"])
+    return model, model.balanced(w0[0])
+
+
+# A model's metrics stored under the CNN's metric names, so results.npz,
+# the CSV files and the figures keep one format: dw_norm holds the gradient
+# norm, stationary_dist the relative distance to the teacher, v_cos and
+# dv_norm are NaN (relu_network: w_norm is the smallest unit norm, angle the
+# largest angle of a unit to its matched teacher unit).
+_MODEL_METRIC = {"loss": "loss", "w_norm": ("w_norm", "w_norm_min"), "angle": "angle", "dw_norm": "grad_norm",
+                 "stationary_dist": "teacher_dist"}
+
+
+def _model_records(recs):
+    out = {}
+    ref = recs["loss"]
+    for name in METRICS:
+        src = _MODEL_METRIC.get(name)
+        if isinstance(src, tuple):
+            src = next(s for s in src if s in recs)
+        out[name] = recs[src] if src is not None else jnp.full_like(ref, jnp.nan)
+    return out
+
+
+def _flat(x):
+    return x.reshape(-1) if x is not None else None
+
+
 @functools.lru_cache(maxsize=32)
 def _group_fn(static_items):
     st = dict(static_items)
-    ste = resolve_ste(st["ste"])
     opt = _optimizer_factory(st["optimizer"], st["momentum"])
+    if st["kind"] != "cnn":
+        from ._modelrun import simulate_model
+
+        def one_model(p):
+            model, params0 = draw_model_problem(p["seed"], p, st)
+            o = simulate_model(model, params0, p["lr"], optimizer=opt, steps=st["steps"],
+                               record_every=st["record_every"], tol=st["tol"])
+            recs = _model_records(o["records"])
+            ref = recs["loss"][:1]
+            none = jnp.full((1,), jnp.nan, ref.dtype)
+            out = dict(records=recs, outcome_code=o["outcome_code"], stop_step=o["stop_step"],
+                       w=_flat(o["params"]["w"]), w0=_flat(params0["w"]),
+                       v=o["params"]["v"] if "v" in o["params"] else none, v0=params0.get("v", none))
+            for name in METRICS:
+                out["final_" + name] = recs[name][-1]
+            return out
+
+        return jax.jit(jax.vmap(one_model))
+    ste = resolve_ste(st["ste"])
 
     def one(p):
         v0, w0, teacher, data = draw_problem(p["seed"], p, st)
@@ -369,6 +441,12 @@ def assemble(cfg, pieces):
         for name in METRICS:
             res["traj_" + name] = np.full((C, len(res["record_steps"])), np.nan, dtype)
     mw, nw = int(res["m"].max(initial=1)), int(res["n"].max(initial=1))
+    kind = cfg.resolved["model"]["kind"]
+    # the ReLU models store w as (units x n) flattened and v of length depth - 1
+    if kind == "relu_network":
+        nw *= int(_values(cfg, gidx, "hidden", np.arange(C)).max(initial=1))
+    elif kind == "relu_neuron":
+        mw = max(mw, int(_values(cfg, gidx, "depth", np.arange(C)).max(initial=1)) - 1)
     for key, width in (("v", mw), ("w", nw), ("v0", mw), ("w0", nw)):
         res[key] = np.full((C, width), np.nan, dtype)
     for piece in pieces:

@@ -155,3 +155,30 @@ def test_bcgd_quantized_quick(tmp_path):
         glob = M["outcome"] == "global_min"
         np.testing.assert_allclose(M["angle"][glob, -1], M["best"][glob], atol=1e-5)
         assert np.all(M["angle"] >= M["best"][:, None] - 1e-9)  # nothing in Q beats the best
+def test_tian_relu_students_quick(tmp_path):
+    """Tian Thm. 7 (2): symmetric starts x0 = y0 end at the saddle x* of Lemma 9's formula;
+    Thm. 5: K = 1 from |w0 - w*| < |w*| reaches w*; theta0 = pi collapses w (eq. 48)."""
+    res = _run("tian_relu_students", tmp_path)
+    t7 = res["thm7"]
+    xs = (1 - math.acos(1 / math.sqrt(2)) + math.pi) / (2 * math.pi)
+    np.testing.assert_allclose(t7["diag_final_x"], xs, rtol=1e-10)
+    np.testing.assert_allclose(t7["diag_final_y"], xs, rtol=1e-10)
+    assert t7["diag_counts"]["saddle"] == t7["n_diag"] and t7["diag_hessian"] < 0
+    assert res["thm5"]["reached"] == res["thm5"]["n"] > 0
+    assert res["theta_pi"]["outcome"] == "unbounded"
+
+
+def test_lee_sim_ye_neurons_quick(tmp_path):
+    """Prop. 3.1/3.6 (flow = magnitude/angle ODE), Thm. 3.3-3.9 bounds along the sweep, and
+    eq. 7/10: dphi/dt ~ |w|^(m-1), so the one-layer neuron aligns faster from a small init and a
+    three-layer one slower."""
+    res = _run("lee_sim_ye_neurons", tmp_path)
+    for depth, D in res["per_depth"].items():
+        assert D["ode_err_norm"] < 1e-7 and D["ode_err_phi"] < 1e-7
+        assert D["norm_inside"] == D["angle_inside"] == D["n_grid"]
+        h = np.asarray(D["hit"])
+        assert np.all(np.isfinite(h))
+        if depth == 1:
+            assert np.all(np.diff(h) > 0)
+        if depth >= 3:
+            assert np.all(np.diff(h) < 0)
