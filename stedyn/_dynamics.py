@@ -687,6 +687,34 @@ def _compiled(in_axes_flags, treedef, statics):
     return jax.jit(one)
 
 
+def _check_loop_args(steps, record_every, tol, optimizer, lr):
+    """Validate what every run shares; returns ``(steps, record_every)`` as ints."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0; got {steps!r}")
+    steps = int(steps)
+    if record_every is None:
+        record_every = max(1, steps // 200)
+    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) or record_every < 1:
+        raise ValueError(f"record_every must be an int >= 1; got {record_every!r}")
+    if not isinstance(tol, Tolerances):
+        raise ValueError(f"tol must be an stedyn.Tolerances; got {type(tol).__name__}")
+    if optimizer is not None:
+        import optax
+
+        is_tx = isinstance(optimizer, optax.GradientTransformation)
+        if not is_tx and not callable(optimizer):
+            raise ValueError(
+                "optimizer must be None, an optax.GradientTransformation or a factory lr -> "
+                f"GradientTransformation; got {type(optimizer).__name__}"
+            )
+        if is_tx and lr is not None:
+            raise ValueError(
+                "lr must be left out when optimizer is an optax.GradientTransformation (it owns its "
+                "step size); pass a factory such as optax.adam to combine it with lr"
+            )
+    return steps, int(record_every)
+
+
 def run(
     v0,
     w0,
@@ -793,29 +821,7 @@ def run(
     ste = resolve_ste(ste)
     if rule != "true":
         check_ste_for_data(ste, data)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0; got {steps!r}")
-    steps = int(steps)
-    if record_every is None:
-        record_every = max(1, steps // 200)
-    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) or record_every < 1:
-        raise ValueError(f"record_every must be an int >= 1; got {record_every!r}")
-    if not isinstance(tol, Tolerances):
-        raise ValueError(f"tol must be an stedyn.Tolerances; got {type(tol).__name__}")
-    if optimizer is not None:
-        import optax
-
-        is_tx = isinstance(optimizer, optax.GradientTransformation)
-        if not is_tx and not callable(optimizer):
-            raise ValueError(
-                "optimizer must be None, an optax.GradientTransformation or a factory lr -> "
-                f"GradientTransformation; got {type(optimizer).__name__}"
-            )
-        if is_tx and lr is not None:
-            raise ValueError(
-                "lr must be left out when optimizer is an optax.GradientTransformation (it owns its "
-                "step size); pass a factory such as optax.adam to combine it with lr"
-            )
+    steps, record_every = _check_loop_args(steps, record_every, tol, optimizer, lr)
     if lr is None:
         lr = 0.01
     if not isinstance(teacher, Teacher):

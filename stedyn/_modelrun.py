@@ -322,31 +322,11 @@ def _compiled_gd(flags, treedef, statics):
 
 def run_model(model, params0, *, lr, steps, rule, optimizer, record_every, tol):
     """:func:`stedyn.run` for a model (``sd.run(model, params0, ...)``)."""
-    from ._dynamics import OUTCOMES, RunResult, Tolerances, _as_float_array, _positive_all, _record_steps
+    from ._dynamics import OUTCOMES, RunResult, _as_float_array, _check_loop_args, _positive_all, _record_steps
 
     if rule not in (None, "true"):
         raise ValueError(f"rule must be 'true' (gradient descent on the exact loss) for a model; got {rule!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0; got {steps!r}")
-    steps = int(steps)
-    if record_every is None:
-        record_every = max(1, steps // 200)
-    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) or record_every < 1:
-        raise ValueError(f"record_every must be an int >= 1; got {record_every!r}")
-    record_every = int(record_every)
-    if not isinstance(tol, Tolerances):
-        raise ValueError(f"tol must be an stedyn.Tolerances; got {type(tol).__name__}")
-    if optimizer is not None:
-        import optax
-
-        is_tx = isinstance(optimizer, optax.GradientTransformation)
-        if not is_tx and not callable(optimizer):
-            raise ValueError(
-                "optimizer must be None, an optax.GradientTransformation or a factory lr -> "
-                f"GradientTransformation; got {type(optimizer).__name__}"
-            )
-        if is_tx and lr is not None:
-            raise ValueError("lr must be left out when optimizer is an optax.GradientTransformation (it owns its step size)")
+    steps, record_every = _check_loop_args(steps, record_every, tol, optimizer, lr)
     model, params0, dtype = _prepare(model, params0, ())
     lr = _as_float_array("lr", 0.01 if lr is None else lr, dtype)
     _positive_all("lr", lr)
