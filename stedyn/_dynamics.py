@@ -519,6 +519,30 @@ def simulate(v0, w0, teacher, data, lr, r, *, ste, rule, optimizer, steps, recor
     return out
 
 
+def _settle_code(loss, size, stationary, stat_code, status, tol):
+    """Outcome code from a run's stationarity, its records and its stop status.
+
+    Shared by every kind of run: ``stat_code`` names a stationary run;
+    otherwise a settled loss with ``size`` (``|w|`` or a model's scale)
+    drifting one way over the last quarter of the records is ``"unbounded"``
+    (see :class:`Tolerances`), and the stop status overrides both.
+    """
+    n = loss.shape[0]
+    q = (3 * (n - 1)) // 4
+    settled = jnp.abs(loss[-1] - loss[q]) <= tol.loss_rtol * jnp.abs(loss[0]) + tol.grad_atol
+    # A runaway keeps moving |w| one way: steadily over the last quarter of
+    # the records and by more than w_drift in log; a slow approach to a
+    # point far from the start moves it by much less.
+    steps_w = jnp.diff(jnp.log(size[q:]))
+    one_way = jnp.all(steps_w > 0) | jnp.all(steps_w < 0)
+    drift = (jnp.abs(jnp.log(size[-1] / size[q])) > tol.w_drift) & one_way
+    runaway = ~stationary & settled & drift & (q < n - 1)
+    code = jnp.where(stationary, stat_code, jnp.where(runaway, _UNBOUNDED, _NOT_CONVERGED))
+    code = jnp.where(status == _STOP_RANGE, _UNBOUNDED, code)
+    code = jnp.where(status == _STOP_NONFINITE, _DIVERGED, code)
+    return code.astype(jnp.int32)
+
+
 def _classify(records, split, status, rule, tol):
     """Outcome code of one run (see :class:`Tolerances`)."""
     g_all = jnp.sqrt(records["dv_norm"] ** 2 + records["dw_norm"] ** 2)
@@ -538,22 +562,7 @@ def _classify(records, split, status, rule, tol):
     by_point = jnp.asarray([_GLOBAL, _SADDLE, _SADDLE], jnp.int32)[jnp.maximum(split["nearest"], 0)]
     by_point = jnp.where(split["nearest"] == 2, pi_code, by_point)
     stat_code = jnp.where(split["nearest"] >= 0, by_point, by_angle)
-    n = records["loss"].shape[0]
-    q = (3 * (n - 1)) // 4
-    loss = records["loss"]
-    settled = jnp.abs(loss[-1] - loss[q]) <= tol.loss_rtol * jnp.abs(loss[0]) + tol.grad_atol
-    wn = records["w_norm"]
-    # A runaway keeps moving |w| one way: steadily over the last quarter of
-    # the records and by more than w_drift in log; a slow approach to a
-    # point far from the start moves it by much less.
-    steps_w = jnp.diff(jnp.log(wn[q:]))
-    one_way = jnp.all(steps_w > 0) | jnp.all(steps_w < 0)
-    drift = (jnp.abs(jnp.log(wn[-1] / wn[q])) > tol.w_drift) & one_way
-    runaway = ~stationary & settled & drift & (q < n - 1)
-    code = jnp.where(stationary, stat_code, jnp.where(runaway, _UNBOUNDED, _NOT_CONVERGED))
-    code = jnp.where(status == _STOP_RANGE, _UNBOUNDED, code)
-    code = jnp.where(status == _STOP_NONFINITE, _DIVERGED, code)
-    return code.astype(jnp.int32)
+    return _settle_code(records["loss"], records["w_norm"], stationary, stat_code, status, tol)
 
 
 def _reference_angle(ws, quantizer):
@@ -585,16 +594,8 @@ def _classify_quantized(records, status, holds, ref_angle, tol):
     small_v = gv[-1] <= tol.grad_rtol * jnp.max(jnp.where(jnp.isfinite(gv), gv, 0.0)) + tol.grad_atol
     stationary = fixed & small_v & holds
     best = phi[-1] <= ref_angle + _DIRECTION_ATOL
-    loss = records["loss"]
-    settled = jnp.abs(loss[-1] - loss[q]) <= tol.loss_rtol * jnp.abs(loss[0]) + tol.grad_atol
-    steps_w = jnp.diff(jnp.log(records["w_norm"][q:]))
-    one_way = jnp.all(steps_w > 0) | jnp.all(steps_w < 0)
-    drift = (jnp.abs(jnp.log(records["w_norm"][-1] / records["w_norm"][q])) > tol.w_drift) & one_way
-    runaway = ~stationary & settled & drift & (q < n - 1)
-    code = jnp.where(stationary, jnp.where(best, _GLOBAL, _SPURIOUS), jnp.where(runaway, _UNBOUNDED, _NOT_CONVERGED))
-    code = jnp.where(status == _STOP_RANGE, _UNBOUNDED, code)
-    code = jnp.where(status == _STOP_NONFINITE, _DIVERGED, code)
-    return code.astype(jnp.int32)
+    stat_code = jnp.where(best, _GLOBAL, _SPURIOUS)
+    return _settle_code(records["loss"], records["w_norm"], stationary, stat_code, status, tol)
 
 
 # ---------------------------------------------------------------------------

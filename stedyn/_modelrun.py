@@ -58,19 +58,9 @@ def classify(model, records, p, status, tol, size_key="size"):
     at_teacher = dist <= tol.angle_tol
     hess = model.hessian_min_ratio(p)
     stat_code = jnp.where(at_teacher, _GLOBAL, jnp.where(hess < -HESS_RTOL, _SADDLE, _SPURIOUS))
-    n = g.shape[0]
-    q = (3 * (n - 1)) // 4
-    loss = records["loss"]
-    settled = jnp.abs(loss[-1] - loss[q]) <= tol.loss_rtol * jnp.abs(loss[0]) + tol.grad_atol
-    size = records[size_key]
-    steps_w = jnp.diff(jnp.log(size[q:]))
-    one_way = jnp.all(steps_w > 0) | jnp.all(steps_w < 0)
-    drift = (jnp.abs(jnp.log(size[-1] / size[q])) > tol.w_drift) & one_way
-    runaway = ~stationary & settled & drift & (q < n - 1)
-    code = jnp.where(stationary, stat_code, jnp.where(runaway, _UNBOUNDED, _NOT_CONVERGED))
-    code = jnp.where(status == _STOP_RANGE, _UNBOUNDED, code)
-    code = jnp.where(status == _STOP_NONFINITE, _DIVERGED, code)
-    return code.astype(jnp.int32)
+    from ._dynamics import _settle_code
+
+    return _settle_code(records["loss"], records[size_key], stationary, stat_code, status, tol)
 
 
 def _records(model, p, g):
