@@ -39,7 +39,7 @@ def _grids(mode, dtypes):
         target = dict(pair=("relu", "identity"), batch=64, steps=40)
         mem = dict(batches=(16, 64), strides=(1, 8))
         mixture = dict(teacher="relu", stes=("crelu",), batches=(), steps=(),
-                       per_eval=dict(reps=2, inner=1, samples=2000), accuracy=dict(seeds=2, samples=2000, reps=2))
+                       per_eval=dict(reps=2, inner=1, samples=2000, chain=3), accuracy=dict(seeds=2, samples=2000, reps=2))
         return dict(target=target, grid=[], mem=mem, mixture=mixture, reps=2, loop=(4, 10), budget_s=5.0,
                     skip_over=math.inf, batch_cap=200_000, linearity_T=(10, 20), sd_run=False)
     target = dict(pair=("relu", "crelu"), batch=10_000, steps=1_000)

@@ -83,12 +83,12 @@ def throughput(stes, batches, steps, *, teacher="tanh", dtype="float32", mc_step
     return rows
 
 
-def per_evaluation(stes, *, teacher="tanh", dtype="float32", reps=7, inner=3, samples=10_000, log=print):
+def per_evaluation(stes, *, teacher="tanh", dtype="float32", reps=7, inner=3, samples=10_000, chain=50, log=print):
     """:mod:`benchmarks.mixture_vs_mc` for one teacher (generic geometry)."""
     from . import mixture_vs_mc
 
     argv = ["--teachers", teacher, "--stes", ",".join(stes), "--geometry", "generic", "--reps", str(reps),
-            "--inner", str(inner), "--samples", str(samples)]
+            "--inner", str(inner), "--samples", str(samples), "--chain", str(chain)]
     if dtype == "float64":
         argv.append("--x64")
     return mixture_vs_mc.main(argv)

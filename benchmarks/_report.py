@@ -141,10 +141,13 @@ def render(res):
     if mix.get("per_evaluation"):
         lines += ["", "One `coarse_grad` evaluation (`benchmarks/mixture_vs_mc.py`):", ""]
         rows = [[r["teacher"], r["ste"], pe["config"]["dtype"], f"{r['exact_ms']:.3g} ms", f"{r['mc_ms']:.3g} ms",
-                 f"{r['mc_draw_ms']:.3g} ms", fmt_ratio(r["ratio"]), fmt_ratio(r["ratio_draw"]), fmt_s(r["compile_exact_s"])]
+                 f"{r['mc_draw_ms']:.3g} ms", fmt_ratio(r["ratio"]), fmt_ratio(r["ratio_draw"]),
+                 f"{r['exact_chain_ms']:.3g} ms" if "exact_chain_ms" in r else "-",
+                 f"{r['mc_chain_ms']:.3g} ms" if "mc_chain_ms" in r else "-",
+                 fmt_ratio(r["ratio_chain"]) if "ratio_chain" in r else "-", fmt_s(r["compile_exact_s"])]
                 for pe in mix["per_evaluation"] for r in pe["rows"]]
         lines.append(_table(["teacher", "STE", "dtype", "exact", "MC (fixed sample)", "MC + draw", "ratio", "ratio + draw",
-                             "compile exact"], rows))
+                             "exact in a program", "MC in a program", "ratio in a program", "compile exact"], rows))
     if mix.get("equal_accuracy"):
         lines += ["", "At equal accuracy (exact float32 error vs float64; Monte-Carlo RMS error over independent samples; "
                   "`N_eq = N (e_mc / e_exact)^2`, time extrapolated linearly in N):", ""]

@@ -110,6 +110,32 @@ def _rule(dtype):
     return _RULE64 if jnp.finfo(dtype).bits >= 64 else _RULE32
 
 
+def _nsum(x, axis=None):
+    """Sum over a small static node axis (all axes for ``None``).
+
+    ``jnp.sum`` over quadrature nodes becomes a reduction that XLA:CPU hands
+    to a library kernel (YNNPACK), whose fixed cost per call is several times
+    the arithmetic: one per-panel sum over (K, m, 8, 6) points took 54 us of
+    a 130 us ``coarse_grad``. Short axes (up to 8 nodes) are summed as a
+    pairwise tree of slices and adds, plain elementwise code that fuses with
+    its producer; longer ones as a product with a vector of ones, which under
+    ``vmap`` is one matrix-vector product (measured 1.5-2x faster than either
+    the reduction or unrolled adds for 48 nodes).
+    """
+    if axis is None:
+        x = jnp.reshape(x, (-1,))
+        axis = 0
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    if n > 8:
+        return jnp.moveaxis(x, axis, -1) @ jnp.ones((n,), x.dtype)
+    parts = [jax.lax.index_in_dim(x, i, axis, keepdims=False) for i in range(n)]
+    while len(parts) > 1:
+        pairs = [parts[i] + parts[i + 1] for i in range(0, len(parts) - 1, 2)]
+        parts = pairs + parts[len(pairs) * 2:]
+    return parts[0]
+
+
 def _safe_div(num, den):
     """``num / den``; ``den -> 0`` maps to ``sign(num) 1e30`` (finite, gradient 0)."""
     small = jnp.abs(den) <= nm._tiny(den) * 1e4
@@ -234,9 +260,9 @@ def _row_loss_terms(act, rho, q, a, c, s, rule, dtype):
     step_center = -_safe_div(rho, c)
     t, wt = _nodes(lo, feats + [(step_center, width, rule.grades)], rule, dtype)
     F = fval(t)
-    M = jnp.sum(wt * F)
-    V = jnp.sum(wt * F * F) - M * M
-    C = jnp.sum(wt * F * _edge_terms(rho + c * t, s, rule.fast_cdf)[0])
+    M = _nsum(wt * F)
+    V = _nsum(wt * F * F) - M * M
+    C = _nsum(wt * F * _edge_terms(rho + c * t, s, rule.fast_cdf)[0])
     return M, V, C
 
 
@@ -332,19 +358,19 @@ def _kernel_sums(t, wt, F, Fd, edges, windows, c, s, binary, q, a, fast_cdf, dty
     """``M, V, C, E0, E1, D`` with the step/window kernels evaluated at the nodes."""
     ct = c * t
     wF = wt * F
-    M = jnp.sum(wF)
+    M = _nsum(wF)
     # E f^2 - M^2 in one pass with M (f = 0 off the support of binary/relu).
-    V = jnp.sum(wF * F) - M * M
+    V = _nsum(wF * F) - M * M
     # One CDF (and one density, for E1) per distinct edge e:
     # Q_e(t) = P(u > e | t), pdf_e(t) = s phi((e - ct) / s).
     Q, pdf = zip(*[_edge_terms(ct - e, s, fast_cdf, guard) for e in edges])
     wtF = wF * t
     wFd = None if binary else wt * Fd
-    I_F = [jnp.sum(wF * qe) for qe in Q]
-    I_tF = [jnp.sum(wtF * qe) for qe in Q]
-    I_Fd = None if binary else [jnp.sum(wFd * qe) for qe in Q]
-    P_F = [jnp.sum(wF * pe) for pe in pdf]
-    totals = (M, jnp.sum(wtF), None if binary else jnp.sum(wFd))
+    I_F = [_nsum(wF * qe) for qe in Q]
+    I_tF = [_nsum(wtF * qe) for qe in Q]
+    I_Fd = None if binary else [_nsum(wFd * qe) for qe in Q]
+    P_F = [_nsum(wF * pe) for pe in pdf]
+    totals = (M, _nsum(wtF), None if binary else _nsum(wFd))
     tau = -_safe_div(q, a)
     E0, E1, D = _window_terms(windows, edges, I_F, I_tF, I_Fd, P_F, totals, c, binary, tau, a, s, dtype)
     return M, V, I_F[0], E0, E1, D
@@ -379,6 +405,13 @@ def _kernel_sums(t, wt, F, Fd, edges, windows, c, s, binary, q, a, fast_cdf, dty
 # The regime is one scalar for all components and rows, chosen with
 # ``lax.switch`` (under ``vmap`` over ``w`` every branch runs and the right
 # one is selected).
+#
+# The binary and ReLU teachers are polynomials in ``t`` on their support, so
+# their bulk sums are taken as moments ``int t^p K`` (``_support_sums``): the
+# bulk's nodes and weights are then the same for every row and the moments one
+# matrix product. How the work is laid out for XLA:CPU (node sums, moments,
+# no concatenation in fused loops) was chosen by profiling; the findings are
+# in benchmarks/README.md ("Profiling the exact mixture engine").
 
 
 @dataclasses.dataclass(frozen=True)
@@ -420,7 +453,8 @@ def _fast_constants(rule):
     ws = np.concatenate([yw, yw])
     lam = np.concatenate([tail, -tail])  # Lam(y) = Phi(y) - 1{y > 0}
     phiy = np.exp(-0.5 * ys * ys) / math.sqrt(2 * math.pi)
-    return dict(x=x, wq=wq, tb=tb, Wb=Wb, ys=ys, ws=ws, lam=lam, phiy=phiy, yx=yx, ywq=np.polynomial.legendre.leggauss(rule.layer_order)[1])
+    Pm = np.stack([np.sum(Wb * tb**p, axis=1) for p in range(3)], axis=1)  # per-panel moments
+    return dict(x=x, wq=wq, tb=tb, Wb=Wb, Pm=Pm, ys=ys, ws=ws, lam=lam, phiy=phiy, yx=yx, ywq=np.polynomial.legendre.leggauss(rule.layer_order)[1])
 
 
 def _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp, loss_only=False):
@@ -450,19 +484,13 @@ def _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp, loss_only=Fal
     pidx = jnp.arange(P, dtype=jnp.int32)
     Fb, Fdb = vals(tb)
     if support:
-        # Panels below the one holding tau are dropped; that one becomes
-        # [tau, its end] in place (same layout, so no concatenation).
+        # The teacher lives on t > tau: the bulk panels above the one holding
+        # tau are kept (``keep``), and that one becomes [tau, its end] with
+        # the panel's own rule (tp, wp). Both enter through moments
+        # (_support_sums), so no node array depends on the row but these 6.
         tauc = jnp.clip(tau, -cut, cut)
         k = index(tauc)
-        Wb = Wb * (pidx > k).astype(dtype)[:, None]
         tp, wp = panel(tauc, -cut + (k + 1).astype(dtype) * d)
-        here = (pidx == k)[:, None]
-        t_all = jnp.where(here, tp, tb)
-        w_all = jnp.where(here, wp, Wb)
-        F_all, Fd_all = vals(t_all)
-        t_all, w_all, F_all = t_all.ravel(), w_all.ravel(), F_all.ravel()
-        Fd_all = None if binary else Fd_all.ravel()
-        Fb, Fdb = vals(tb)
     else:
         t_all, w_all, F_all = tb.ravel(), jnp.broadcast_to(Wb, tb.shape).ravel(), Fb.ravel()
         Fd_all = None if binary else Fdb.ravel()
@@ -474,20 +502,36 @@ def _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp, loss_only=Fal
         windows = _scaled_windows(ste, r, b, rho, step_edge)
     edges = _edges_of(windows, step_edge)
 
-    if not sharp:
+    if not sharp and support:
+        M, V, C, E0, E1, D = _support_sums(
+            k_, dtype, (pidx > k).astype(dtype), tp, wp, edges, windows, c, s, binary, tau, a, rule.fast_cdf
+        )
+    elif not sharp:
         # Here s >= w0 |c| > 0.37: the s = 0 guards are not needed.
         M, V, C, E0, E1, D = _kernel_sums(
             t_all, w_all, F_all, Fd_all, edges, windows, c, s, binary, q, a, rule.fast_cdf, dtype, guard=False
         )
     else:
-        wF = w_all * F_all
-        M = jnp.sum(wF)
-        V = jnp.sum(wF * F_all) - M * M
-        totals = (M, jnp.sum(wF * t_all), None if binary else jnp.sum(w_all * Fd_all))
-        # Per-panel sums of the bulk (masked for binary/relu) for the step parts.
-        Sb = [jnp.sum(Wb * Fb, axis=1), jnp.sum(Wb * Fb * tb, axis=1)]
-        if not binary:
-            Sb.append(jnp.sum(Wb * Fdb, axis=1))
+        if support:
+            # Moments instead of values (see _support_sums): per-panel
+            # moments of the bulk are constants, masked by the kept panels.
+            keep = (pidx > k).astype(dtype)
+            f0, f1, ff = _support_combos(binary, a, tau)
+            Pm = [keep * cast(k_["Pm"][:, p]) for p in range(3)]
+            m = [_nsum(Pm[p]) + _nsum(wp * tp**p) for p in range(3)]
+            M = f0(m)
+            V = ff(m) - M * M
+            totals = (M, f1(m), None if binary else m[0])
+            Sb = [f0(Pm), f1(Pm)] + ([] if binary else [Pm[0]])
+        else:
+            wF = w_all * F_all
+            M = _nsum(wF)
+            V = _nsum(wF * F_all) - M * M
+            totals = (M, _nsum(wF * t_all), None if binary else _nsum(w_all * Fd_all))
+            # Per-panel sums of the bulk for the step parts.
+            Sb = [_nsum(Wb * Fb, axis=1), _nsum(Wb * Fb * tb, axis=1)]
+            if not binary:
+                Sb.append(_nsum(Wb * Fdb, axis=1))
         w = _safe_div(s, jnp.abs(c))
         sg = jnp.where(c < 0, -1.0, 1.0)
         ys, ws = cast(k_["ys"]), cast(k_["ws"])
@@ -504,7 +548,7 @@ def _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp, loss_only=Fal
             t1, w1 = panel(Tq, -cut + (j + 1).astype(dtype) * d)
             F1, Fd1 = vals(t1)
             parts = [F1, F1 * t1] + ([] if binary else [Fd1])
-            U = [jnp.sum(S_g * above) + jnp.sum(w1 * g1) for S_g, g1 in zip(Sb, parts)]
+            U = [_nsum(S_g * above) + _nsum(w1 * g1) for S_g, g1 in zip(Sb, parts)]
             tot = [totals[0], totals[1]] + ([] if binary else [totals[2]])
             step = [jnp.where(sg > 0, u, tt - u) for u, tt in zip(U, tot)]
             # Layer part on y-nodes.
@@ -512,13 +556,14 @@ def _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp, loss_only=Fal
                 # g = 0 for t < tau, i.e. y < y0: panels [A, max(A, 0)] and [max(A, 0), Y].
                 A = jnp.clip(_safe_div(tau - T, w), -Y, Y)
                 Bm = jnp.maximum(A, 0.0)
-                yl, wl = [], []
-                for lo_, hi_ in ((A, Bm), (Bm, jnp.asarray(Y, dtype))):
-                    half = 0.5 * (hi_ - lo_)
-                    yl.append(0.5 * (hi_ + lo_) + half * yx)
-                    wl.append(half * ywq)
-                yv = jnp.concatenate(yl)
-                wv = jnp.concatenate(wl)
+                # Both panels as one array by a select on a constant mask
+                # (a concatenation inside XLA:CPU's fused loops costs a
+                # branch per element and stops vectorization).
+                first = jnp.asarray(np.arange(2 * yx.shape[0]) < yx.shape[0])
+                lo_ = jnp.where(first, A, Bm)
+                half = 0.5 * (jnp.where(first, Bm, jnp.asarray(Y, dtype)) - lo_)
+                yv = lo_ + half * (jnp.concatenate([yx, yx]) + 1.0)
+                wv = half * jnp.concatenate([ywq, ywq])
                 lamv = _fast_cdf(yv, rule.fast_cdf) - (yv > 0).astype(dtype)
                 phv = nm.norm_pdf(yv)
             else:
@@ -527,18 +572,81 @@ def _row_fast(act, ste, r, rho, q, a, b, c, s, rule, dtype, sharp, loss_only=Fal
             Fl, Fdl = vals(tl)
             G = wv * nm.norm_pdf(tl)
             lay = [G * Fl, G * Fl * tl] + ([] if binary else [G * Fdl])
-            layer = [sg * w * jnp.sum(lamv * g) for g in lay]
+            # One matrix-vector product for the four layer sums (one kernel
+            # instead of four, each of which recomputed G and the CDF).
+            sums = jnp.stack([lamv * g for g in lay] + [phv * lay[0]]) @ jnp.ones(yv.shape, dtype)
+            layer = [sg * w * sums[i] for i in range(len(lay))]
             I = [st + ly for st, ly in zip(step, layer)]
             I_F.append(I[0])
             I_tF.append(I[1])
             I_Fd.append(None if binary else I[2])
-            P_F.append(s * w * jnp.sum(phv * lay[0]))
+            P_F.append(s * w * sums[-1])
         C = I_F[0]
         E0, E1, D = _window_terms(windows, edges, I_F, I_tF, I_Fd, P_F, totals, c, binary, tau, a, s, dtype)
     if loss_only:
         return M, V, C
     alpha0, alpha1, beta0, beta1 = _closed_window_terms(windows, step_edge, dtype)
     return nm.norm_cdf(rho), M, V, C, alpha0, alpha1, beta0, beta1, E0, E1, D
+
+
+def _support_combos(binary, a, tau):
+    """``int f K``, ``int t f K`` and ``int f^2 K`` from the moments ``m[p] = int t^p K``.
+
+    ``f = 1`` (binary) or ``f = a (t - tau)`` (ReLU) on the support ``t > tau``.
+    """
+    if binary:
+        return (lambda m: m[0]), (lambda m: m[1]), (lambda m: m[0])
+    return (
+        lambda m: a * (m[1] - tau * m[0]),
+        lambda m: a * (m[2] - tau * m[1]),
+        lambda m: a * a * (m[2] - 2.0 * tau * m[1] + tau * tau * m[0]),
+    )
+
+
+def _support_sums(k_, dtype, keep, tp, wp, edges, windows, c, s, binary, tau, a, fast_cdf):
+    """``M, V, C, E0, E1, D`` of the binary / ReLU teacher in the smooth regime, by moments.
+
+    These teachers are polynomials in ``t`` on their support ``t > tau``
+    (``f = 1``, or ``f = a (t - tau)``), so every node sum of
+    :func:`_kernel_sums` is a combination of the moments
+    ``m_p[K] = int_tau phi(t) t^p K(t) dt``, ``p <= 2``, of the kernels
+    ``K = 1, P(u > e | t), s phi((e - ct)/s)``. On the bulk panels above
+    ``tau`` (``keep``, one flag per panel) the moments are one matrix
+    product of the kernels at the fixed nodes with the constant matrix
+    ``(W t^p)``; the panel holding ``tau`` is the 6-node rule on
+    ``[tau, its end]`` (``tp, wp``). Written with the teacher's values at
+    the nodes instead, XLA:CPU repeats the per-row panel placement inside
+    each of the dozen node sums, which made this branch cost twice as much.
+    The centring at ``tau`` (``t - tau``) is done on the moments: relative
+    rounding about ``eps * tau^2``, below float32's 1e-6 for ``|tau| <= 3``,
+    where almost all of the mass is.
+    """
+    tb = jnp.asarray(k_["tb"], dtype).reshape(-1)
+    npow = 2 if binary else 3
+    Wt = jnp.asarray(k_["Wb"].reshape(-1)[:, None] * k_["tb"].reshape(-1)[:, None] ** np.arange(npow), dtype)
+    keep_n = jnp.repeat(keep, k_["tb"].shape[1])
+    ct, ctp = c * tb, c * tp
+    kern_b, kern_p = [keep_n], [jnp.ones_like(tp)]
+    for e in edges:
+        Qb, pb = _edge_terms(ct - e, s, fast_cdf, guard=False)
+        Qp, pp = _edge_terms(ctp - e, s, fast_cdf, guard=False)
+        kern_b += [keep_n * Qb, keep_n * pb]
+        kern_p += [Qp, pp]
+    mom = jnp.stack(kern_b) @ Wt  # (kernels, powers)
+    tpow = [jnp.ones_like(tp), tp, tp * tp][:npow]
+    mom = mom + jnp.stack([jnp.stack([_nsum(wp * kp * tq) for tq in tpow]) for kp in kern_p])
+    f0, f1, ff = _support_combos(binary, a, tau)
+    M = f0(mom[0])
+    V = ff(mom[0]) - M * M
+    Q = [mom[1 + 2 * i] for i in range(len(edges))]
+    pdf = [mom[2 + 2 * i] for i in range(len(edges))]
+    I_F = [f0(m) for m in Q]
+    I_tF = [f1(m) for m in Q]
+    I_Fd = None if binary else [m[0] for m in Q]
+    P_F = [f0(m) for m in pdf]
+    totals = (M, f1(mom[0]), None if binary else mom[0][0])
+    E0, E1, D = _window_terms(windows, edges, I_F, I_tF, I_Fd, P_F, totals, c, binary, tau, a, s, dtype)
+    return M, V, I_F[0], E0, E1, D
 
 
 def _angle(w, ws):
