@@ -617,9 +617,11 @@ def _support_sums(k_, dtype, keep, tp, wp, edges, windows, c, s, binary, tau, a,
     ``[tau, its end]`` (``tp, wp``). Written with the teacher's values at
     the nodes instead, XLA:CPU repeats the per-row panel placement inside
     each of the dozen node sums, which made this branch cost twice as much.
-    The centring at ``tau`` (``t - tau``) is done on the moments: relative
-    rounding about ``eps * tau^2``, below float32's 1e-6 for ``|tau| <= 3``,
-    where almost all of the mass is.
+    The centring at ``tau`` (``t - tau``) is done on the moments, which
+    loses about ``eps * tau^2`` relative for ``tau > 0`` (about 1e-6 in
+    float32 at ``tau = 3``; rows with larger ``tau`` carry under 0.2% of the
+    Gaussian mass) and nothing for ``tau <= 0``. Measured float32 against
+    float64 at m = 20, n = 25, K = 10: unchanged, worst 1.3e-6 relative.
     """
     tb = jnp.asarray(k_["tb"], dtype).reshape(-1)
     npow = 2 if binary else 3
